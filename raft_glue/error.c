@@ -32,6 +32,7 @@ static const struct bl_code_row ROWS[] = {
     [15] = {"internal", "malformed command", 500},
     [16] = {"bad_request", "method not allowed", 405},
     [17] = {"no_leader", "leader unavailable", 503},
+    [18] = {"bad_request", "not implemented", 501},
 };
 
 static const struct bl_code_row *row(int code)
@@ -65,7 +66,6 @@ int bl_from_uv(int uv_err)
     case UV_ENOMEM:
         return BL_ENOMEM;
     case UV_ENOSPC:
-    case UV_EDQUOT:
         return BL_ENOSPACE;
     case UV_ETIMEDOUT:
         return BL_ETIMEOUT;

@@ -30,8 +30,9 @@ enum bl_code {
     BL_EMALFORMED = -15,   /* internal, 500: an encoded command did not decode */
     BL_EMETHOD = -16,      /* bad_request, 405: method not allowed on path */
     BL_EUNAVAILABLE = -17, /* no_leader, 503: leader unreachable */
+    BL_ENOTIMPL = -18,     /* bad_request, 501: not implemented by this version */
 };
-#define BL_CODE_MIN (-17)
+#define BL_CODE_MIN (-18)
 
 /* Human-readable description of @code ("compare failed"). Never NULL. */
 const char *bl_strerror(int code);

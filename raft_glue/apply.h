@@ -1,0 +1,91 @@
+/* The key-value state machine: what a committed command does to the store.
+ *
+ * bl_apply() runs one decoded command against the LMDB store in one write
+ * transaction that also records the Raft index it came from ("applied_index"),
+ * so the store on disk always equals "the log applied up to applied_index".
+ * A command at or below that index was already applied (a restart replays
+ * the log tail) and is skipped, which is what lets a member restart without
+ * rebuilding its store.
+ *
+ * Semantics (etcd's): every command that changes something raises the store
+ * revision by one; a failed compare or a delete of nothing changes nothing,
+ * not even the revision. A command whose request id is marked for recording
+ * (BL_CMD_F_RECORD) stores its outcome under that id; a later command with
+ * the same id changes nothing and returns the recorded outcome (replayed).
+ *
+ * The outcome of a command is a result record (msgpack):
+ *   [code(int), revision(uint), deleted(uint), prev(array of kv)]
+ * where kv = [key(bin), value(bin), create(uint), mod(uint), version(uint), lease(uint)].
+ * The record lives in the applier's buffer until the next bl_apply(). */
+#ifndef BALLAST_APPLY_H
+#define BALLAST_APPLY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "command.h"
+#include "store.h"
+
+/* Keep request-id records for this many revisions (the retry window). */
+#define BL_REQID_WINDOW 100000
+
+/* Flag (in bl_cmd.flags): record this command's outcome under its request id. */
+#define BL_CMD_F_RECORD 0x2
+
+/* Outcome of one applied command. */
+struct bl_apply_result {
+    int code;          /* BL_OK or BL_ECASFAILED (deterministic outcomes) */
+    uint64_t revision; /* store revision after the command */
+    uint64_t deleted;  /* keys removed (DELETE, DELETE_RANGE) */
+    bool replayed;     /* answered from the request-id table */
+    bool skipped;      /* index already applied: nothing done, record empty */
+    const uint8_t *record; /* result record, valid until the next bl_apply */
+    size_t record_len;
+};
+
+/* Applies commands to a store; owns a scratch buffer for result records. */
+struct bl_applier {
+    struct bl_store *store;
+    uint8_t *buf;
+    size_t len, cap;
+    char errmsg[256];
+};
+
+void bl_applier_init(struct bl_applier *a, struct bl_store *store);
+void bl_applier_close(struct bl_applier *a);
+
+/* Apply @cmd, the command of Raft entry @index. Returns BL_OK with @res
+ * filled (a failed compare is BL_OK with res->code == BL_ECASFAILED), or a
+ * storage error (BL_ENOSPACE, BL_EIO, BL_ENOMEM) with nothing changed and
+ * a->errmsg set: the entry is then not applied and must be retried. */
+int bl_apply(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmd,
+             struct bl_apply_result *res);
+
+/* A decoded result record. */
+struct bl_result_view {
+    int code;
+    uint64_t revision;
+    uint64_t deleted;
+    uint32_t n_prev;
+    const uint8_t *prev_p; /* cursor over the prev kvs */
+    const uint8_t *end;
+};
+
+/* Decode a result record; iterate its prev kvs with bl_result_next_prev()
+ * (returns 1 and fills @kv, 0 at the end, BL_EMALFORMED on bad input). The
+ * kv's pointers point into the record. */
+int bl_result_decode(const uint8_t *rec, size_t len, struct bl_result_view *v);
+int bl_result_next_prev(struct bl_result_view *v, struct bl_kv *kv);
+
+/* A member's published attributes (the member table's record). */
+struct bl_member_attrs {
+    struct bl_slice name;
+    struct bl_slice peer_url;
+    struct bl_slice client_url;
+};
+
+/* Decode a member table record (pointers into @rec). BL_EMALFORMED on error. */
+int bl_member_attrs_decode(const void *rec, size_t len, struct bl_member_attrs *m);
+
+#endif /* BALLAST_APPLY_H */

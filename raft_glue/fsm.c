@@ -1,0 +1,249 @@
+/* canonical/raft FSM glue: decode, apply, snapshot, restore (see fsm.h).
+ *
+ * Failure modes: an entry that does not decode is RAFT_MALFORMED (a bug or
+ * corruption: the member stops applying rather than skip a committed entry);
+ * a storage error while applying returns an error to raft, which leaves the
+ * entry unapplied to be retried, so nothing committed is ever skipped. A
+ * snapshot that fails to copy is reported to raft, which simply tries again
+ * at the next threshold; a restore that fails leaves the old store intact. */
+#include "fsm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+
+static struct bl_fsm *fsm_of(struct raft_fsm *fsm)
+{
+    return fsm->data;
+}
+
+/* Translate a Ballast code into raft's table (storage errors only). */
+static int to_raft(int rv)
+{
+    switch (rv) {
+    case BL_ENOMEM:
+        return RAFT_NOMEM;
+    case BL_ENOSPACE:
+        return RAFT_NOSPACE;
+    case BL_EMALFORMED:
+        return RAFT_MALFORMED;
+    case BL_ECORRUPT:
+        return RAFT_CORRUPT;
+    default:
+        return RAFT_IOERR;
+    }
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct bl_fsm *f = fsm_of(fsm);
+    uint64_t index = f->raft->last_applied + 1;
+    struct bl_cmd cmd;
+    char msg[256];
+    int rv;
+
+    rv = bl_cmd_decode(buf->base, buf->len, &cmd, msg);
+    if (rv != 0) {
+        snprintf(f->errmsg, sizeof f->errmsg, "entry %llu does not decode: %.200s",
+                 (unsigned long long)index, msg);
+        BL_ERROR("fsm: %s", f->errmsg);
+        return RAFT_MALFORMED;
+    }
+    rv = bl_apply(&f->applier, index, &cmd, &f->last);
+    if (rv != 0) {
+        memcpy(f->errmsg, f->applier.errmsg, sizeof f->errmsg);
+        BL_ERROR("fsm: %s", f->errmsg);
+        return to_raft(rv);
+    }
+    f->revision = f->last.revision;
+    *result = &f->last;
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct bl_fsm *f = fsm_of(fsm);
+    struct bl_txn *txn;
+    int rv;
+
+    rv = bl_store_begin(f->store, false, &txn);
+    if (rv != 0) {
+        return to_raft(rv);
+    }
+    rv = bl_store_meta_get(txn, "applied_index", &f->snap_applied);
+    bl_store_abort(txn);
+    if (rv != 0) {
+        return to_raft(rv);
+    }
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* Runs on a libuv worker thread: copy the store into one raft buffer. */
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct bl_fsm *f = fsm_of(fsm);
+    struct raft_buffer *b = NULL;
+    struct stat st;
+    uint8_t *data = NULL;
+    size_t off;
+    int fd, rv;
+
+    fd = memfd_create("ballast-snapshot", MFD_CLOEXEC);
+    if (fd < 0) {
+        return RAFT_IOERR;
+    }
+    rv = bl_store_copy_to_fd(f->store, fd);
+    if (rv != 0 || fstat(fd, &st) != 0) {
+        rv = rv != 0 ? to_raft(rv) : RAFT_IOERR;
+        goto out;
+    }
+    b = raft_malloc(sizeof *b);
+    data = raft_malloc(BL_SNAP_HEADER + (size_t)st.st_size);
+    if (b == NULL || data == NULL) {
+        rv = RAFT_NOMEM;
+        goto out;
+    }
+    memset(data, 0, BL_SNAP_HEADER);
+    memcpy(data, BL_SNAP_MAGIC, 8);
+    put_le64(data + 8, f->snap_applied);
+    put_le64(data + 16, (uint64_t)st.st_size);
+    for (off = 0; off < (size_t)st.st_size;) {
+        ssize_t n = pread(fd, data + BL_SNAP_HEADER + off, (size_t)st.st_size - off, (off_t)off);
+        if (n <= 0) {
+            rv = RAFT_IOERR;
+            goto out;
+        }
+        off += (size_t)n;
+    }
+    b->base = data;
+    b->len = BL_SNAP_HEADER + (size_t)st.st_size;
+    *bufs = b;
+    *n_bufs = 1;
+    data = NULL;
+    b = NULL;
+    rv = 0;
+out:
+    raft_free(data);
+    raft_free(b);
+    close(fd);
+    return rv;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                                 unsigned *n_bufs)
+{
+    struct bl_fsm *f = fsm_of(fsm);
+    if (*bufs != NULL) {
+        for (unsigned i = 0; i < *n_bufs; i++) {
+            raft_free((*bufs)[i].base);
+        }
+        raft_free(*bufs);
+        f->snapshots_taken++;
+        BL_INFO("fsm: snapshot taken (store applied index %llu)",
+                (unsigned long long)f->snap_applied);
+    }
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct bl_fsm *f = fsm_of(fsm);
+    const uint8_t *p = buf->base;
+    uint64_t snap_applied, len, applied = 0;
+    struct bl_txn *txn;
+    int rv;
+
+    if (buf->len < BL_SNAP_HEADER || memcmp(p, BL_SNAP_MAGIC, 8) != 0) {
+        snprintf(f->errmsg, sizeof f->errmsg, "restore: not a Ballast snapshot");
+        BL_ERROR("fsm: %s", f->errmsg);
+        return RAFT_MALFORMED;
+    }
+    snap_applied = get_le64(p + 8);
+    len = get_le64(p + 16);
+    if (len != buf->len - BL_SNAP_HEADER) {
+        snprintf(f->errmsg, sizeof f->errmsg, "restore: snapshot length %llu, expected %llu",
+                 (unsigned long long)(buf->len - BL_SNAP_HEADER), (unsigned long long)len);
+        BL_ERROR("fsm: %s", f->errmsg);
+        return RAFT_MALFORMED;
+    }
+    rv = bl_store_begin(f->store, false, &txn);
+    if (rv == 0) {
+        rv = bl_store_meta_get(txn, "applied_index", &applied);
+        bl_store_abort(txn);
+    }
+    if (rv != 0) {
+        return to_raft(rv);
+    }
+    if (applied >= snap_applied) {
+        BL_INFO("fsm: store already at applied index %llu >= snapshot's %llu: kept",
+                (unsigned long long)applied, (unsigned long long)snap_applied);
+        raft_free(buf->base);
+        return 0;
+    }
+    rv = bl_store_replace(f->store, p + BL_SNAP_HEADER, (size_t)len);
+    if (rv != 0) {
+        snprintf(f->errmsg, sizeof f->errmsg, "restore: %s", bl_store_errmsg(f->store));
+        BL_ERROR("fsm: %s", f->errmsg);
+        return to_raft(rv);
+    }
+    f->restores++;
+    rv = bl_store_begin(f->store, false, &txn);
+    if (rv == 0) {
+        rv = bl_store_meta_get(txn, "revision", &f->revision);
+        bl_store_abort(txn);
+    }
+    if (rv != 0) {
+        return to_raft(rv);
+    }
+    BL_INFO("fsm: store replaced from snapshot (applied index %llu -> >= %llu, %llu bytes)",
+            (unsigned long long)applied, (unsigned long long)snap_applied,
+            (unsigned long long)len);
+    raft_free(buf->base);
+    return 0;
+}
+
+void bl_fsm_init(struct bl_fsm *f, struct bl_store *store)
+{
+    memset(f, 0, sizeof *f);
+    f->store = store;
+    bl_applier_init(&f->applier, store);
+    f->fsm.version = 3;
+    f->fsm.data = f;
+    f->fsm.apply = fsm_apply;
+    f->fsm.snapshot = fsm_snapshot;
+    f->fsm.restore = fsm_restore;
+    f->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    f->fsm.snapshot_async = fsm_snapshot_async;
+}
+
+void bl_fsm_close(struct bl_fsm *f)
+{
+    bl_applier_close(&f->applier);
+}

@@ -1,0 +1,1055 @@
+/* The member: canonical/raft 0.15 with its libuv backend, glued to the FSM
+ * and the store, on the caller's loop (see member.h).
+ *
+ * Start: open the store, init the uv transport and I/O (auto-recovery off:
+ * a corrupt segment must stop the member, not be renamed away so that it
+ * comes back with a shorter log and votes), raft_init, pre-vote on, then
+ * bootstrap when the Raft directory is empty and this member is a founder,
+ * and raft_start.
+ *
+ * Writes: bl_member_propose encodes the command (padded to 8 bytes) and
+ * calls raft_apply; raft calls back after the FSM applied the entry, with
+ * the FSM's result. A callback with RAFT_LEADERSHIPLOST or RAFT_SHUTDOWN
+ * means the entry may still commit: reported as BL_ETIMEOUT (unknown), never
+ * as "did not happen". A watch timer also answers proposals still pending
+ * after propose_timeout_ms with BL_ETIMEOUT (raft keeps the request until it
+ * calls back; the late callback is then dropped).
+ *
+ * Reads: canonical/raft 0.15's new leader appends no no-op entry, so its
+ * commit index may lag; and a deposed leader may not know it yet. A Raft
+ * barrier proposed after a read arrived and then applied settles both. Reads
+ * arriving while a barrier is in flight wait for the next one, which starts
+ * as soon as the current one completes: one log entry per batch of reads.
+ *
+ * Close: a leader first hands leadership to the most caught-up voter
+ * (raft_transfer, bounded by the election timeout), then raft_close; its
+ * callback releases the uv I/O and transport, the store, and the member. */
+#include "member.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+#include "fsm.h"
+#include "log.h"
+
+#define WATCH_INTERVAL_MS 50
+#define DEFAULT_SNAPSHOT_THRESHOLD 8192
+#define DEFAULT_SNAPSHOT_TRAILING 2048
+#define DEFAULT_PROPOSE_TIMEOUT_MS 10000
+
+struct proposal {
+    struct raft_apply req;
+    struct bl_member *m;
+    bl_propose_cb cb;
+    void *arg;
+    uint64_t deadline;
+    bool answered;
+    struct proposal *prev, *next;
+};
+
+struct read_wait {
+    bl_read_cb cb;
+    void *arg;
+    struct read_wait *next;
+};
+
+struct read_list {
+    struct read_wait *head, *tail;
+};
+
+struct bl_member {
+    uv_loop_t *loop;
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct bl_fsm fsm;
+    struct bl_store *store;
+    uv_timer_t watch;
+
+    uint64_t id;
+    char *name, *peer_url, *client_url, *data_dir;
+    unsigned propose_timeout_ms;
+
+    /* Observed state, for logging transitions. */
+    int last_state;
+    uint64_t last_leader;
+    uint64_t last_term;
+    bool publishing;
+    uint64_t publish_seq;
+    char publish_id[48];
+
+    struct proposal *proposals; /* pending, doubly linked */
+    struct read_list reads_next;
+    struct read_list reads_inflight;
+    struct raft_barrier barrier;
+    bool barrier_busy;
+
+    struct raft_transfer transfer;
+    unsigned async_pending; /* snapshot copies running on the thread pool */
+    bool close_requested;   /* do_close waits for async_pending to drain */
+    bool closing;
+    unsigned handles_open;
+    void (*close_cb)(void *arg);
+    void *close_arg;
+    char errmsg[BL_ERRMSG_SIZE];
+};
+
+const char *bl_role_name(int role)
+{
+    static const char *const names[] = {"unavailable", "follower", "candidate", "leader",
+                                        "learner"};
+    return role >= 0 && role <= BL_ROLE_LEARNER ? names[role] : "unknown";
+}
+
+/* The one place raft codes become Ballast codes. */
+static int from_raft(int rv)
+{
+    switch (rv) {
+    case 0:
+        return BL_OK;
+    case RAFT_NOMEM:
+        return BL_ENOMEM;
+    case RAFT_NOTLEADER:
+        return BL_ENOLEADER;
+    case RAFT_LEADERSHIPLOST:
+    case RAFT_SHUTDOWN:
+        return BL_ETIMEOUT;
+    case RAFT_CORRUPT:
+    case RAFT_MALFORMED:
+        return BL_ECORRUPT;
+    case RAFT_NOSPACE:
+        return BL_ENOSPACE;
+    case RAFT_BADID:
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS:
+    case RAFT_BADROLE:
+    case RAFT_INVALID:
+    case RAFT_NAMETOOLONG:
+    case RAFT_CANTBOOTSTRAP:
+        return BL_EBADREQ;
+    case RAFT_TOOBIG:
+        return BL_ETOOLARGE;
+    case RAFT_CANTCHANGE:
+    case RAFT_BUSY:
+        return BL_EUNAVAILABLE;
+    case RAFT_IOERR:
+        return BL_EIO;
+    default:
+        return BL_EINTERNAL;
+    }
+}
+
+static int state_role(struct bl_member *m)
+{
+    switch (raft_state(&m->raft)) {
+    case RAFT_LEADER:
+        return BL_ROLE_LEADER;
+    case RAFT_CANDIDATE:
+        return BL_ROLE_CANDIDATE;
+    case RAFT_FOLLOWER:
+        for (unsigned i = 0; i < m->raft.configuration.n; i++) {
+            const struct raft_server *s = &m->raft.configuration.servers[i];
+            if (s->id == m->id) {
+                return s->role == RAFT_VOTER ? BL_ROLE_FOLLOWER : BL_ROLE_LEARNER;
+            }
+        }
+        return BL_ROLE_LEARNER;
+    default:
+        return BL_ROLE_UNAVAILABLE;
+    }
+}
+
+/* ---- initial cluster ------------------------------------------------------ */
+
+int bl_parse_initial_cluster(const char *s, int (*cb)(void *arg, uint64_t id, const char *address),
+                             void *arg, char *errmsg)
+{
+    char *copy, *save = NULL, *item;
+    uint64_t ids[64];
+    unsigned n = 0;
+    int rv = 0;
+
+    copy = strdup(s);
+    if (copy == NULL) {
+        return BL_ENOMEM;
+    }
+    for (item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(item, '='), *end;
+        unsigned long long id;
+        if (eq == NULL || eq == item || eq[1] == '\0') {
+            snprintf(errmsg, BL_ERRMSG_SIZE, "initial cluster: '%.100s' is not ID=HOST:PORT",
+                     item);
+            rv = BL_EBADREQ;
+            break;
+        }
+        *eq = '\0';
+        errno = 0;
+        id = strtoull(item, &end, 10);
+        if (errno != 0 || *end != '\0' || id == 0 || id > INT64_MAX) {
+            snprintf(errmsg, BL_ERRMSG_SIZE, "initial cluster: bad member id '%.60s'", item);
+            rv = BL_EBADREQ;
+            break;
+        }
+        for (unsigned i = 0; i < n; i++) {
+            if (ids[i] == id) {
+                snprintf(errmsg, BL_ERRMSG_SIZE, "initial cluster: id %llu appears twice", id);
+                rv = BL_EBADREQ;
+                break;
+            }
+        }
+        if (rv != 0) {
+            break;
+        }
+        if (n == sizeof ids / sizeof ids[0]) {
+            snprintf(errmsg, BL_ERRMSG_SIZE, "initial cluster: more than 64 members");
+            rv = BL_EBADREQ;
+            break;
+        }
+        ids[n++] = id;
+        if (strchr(eq + 1, ':') == NULL) {
+            snprintf(errmsg, BL_ERRMSG_SIZE, "initial cluster: '%.100s' has no port", eq + 1);
+            rv = BL_EBADREQ;
+            break;
+        }
+        rv = cb(arg, id, eq + 1);
+        if (rv != 0) {
+            snprintf(errmsg, BL_ERRMSG_SIZE, "initial cluster: member %llu at %.100s: %s", id,
+                     eq + 1, bl_strerror(rv));
+            break;
+        }
+    }
+    if (rv == 0 && n == 0) {
+        snprintf(errmsg, BL_ERRMSG_SIZE, "initial cluster: empty");
+        rv = BL_EBADREQ;
+    }
+    free(copy);
+    return rv;
+}
+
+struct founders {
+    struct raft_configuration conf;
+    uint64_t self;
+    const char *self_address;
+    bool self_found;
+    bool self_address_matches;
+};
+
+static int add_founder(void *arg, uint64_t id, const char *address)
+{
+    struct founders *f = arg;
+    int rv = raft_configuration_add(&f->conf, id, address, RAFT_VOTER);
+    if (id == f->self) {
+        f->self_found = true;
+        f->self_address_matches = strcmp(address, f->self_address) == 0;
+    }
+    return from_raft(rv);
+}
+
+/* True if the Raft directory holds no Raft state yet. */
+static bool raft_dir_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    bool empty = true;
+    if (d == NULL) {
+        return true;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            empty = false;
+            break;
+        }
+    }
+    closedir(d);
+    return empty;
+}
+
+static uint64_t dir_bytes(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    uint64_t total = 0;
+    if (d == NULL) {
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, 0) == 0 && S_ISREG(st.st_mode)) {
+            total += (uint64_t)st.st_size;
+        }
+    }
+    closedir(d);
+    return total;
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf) {
+        return -1;
+    }
+    memcpy(buf, path, len + 1);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+                return -1;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- proposals ------------------------------------------------------------- */
+
+static void proposal_unlink(struct bl_member *m, struct proposal *p)
+{
+    if (p->prev != NULL) {
+        p->prev->next = p->next;
+    } else {
+        m->proposals = p->next;
+    }
+    if (p->next != NULL) {
+        p->next->prev = p->prev;
+    }
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct proposal *p = req->data;
+    struct bl_member *m = p->m;
+
+    proposal_unlink(m, p);
+    if (!p->answered) {
+        int rv = from_raft(status);
+        p->cb(p->arg, rv, rv == 0 ? result : NULL);
+    }
+    free(p);
+}
+
+int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_cb cb, void *arg)
+{
+    struct raft_buffer buf;
+    struct proposal *p;
+    int rv;
+
+    if (m->closing) {
+        return BL_ESHUTDOWN;
+    }
+    if (raft_state(&m->raft) != RAFT_LEADER) {
+        return BL_ENOLEADER;
+    }
+    p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return BL_ENOMEM;
+    }
+    rv = bl_cmd_encode(cmd, &buf.base, &buf.len);
+    if (rv != 0) {
+        free(p);
+        return rv;
+    }
+    p->m = m;
+    p->cb = cb;
+    p->arg = arg;
+    p->deadline = uv_now(m->loop) + m->propose_timeout_ms;
+    p->req.data = p;
+    rv = raft_apply(&m->raft, &p->req, &buf, 1, apply_cb);
+    if (rv != 0) {
+        free(buf.base);
+        free(p);
+        return from_raft(rv);
+    }
+    p->next = m->proposals;
+    if (m->proposals != NULL) {
+        m->proposals->prev = p;
+    }
+    m->proposals = p;
+    return 0;
+}
+
+/* Answer proposals that overran their deadline (raft keeps them). */
+static void expire_proposals(struct bl_member *m, bool all)
+{
+    uint64_t now = uv_now(m->loop);
+    for (struct proposal *p = m->proposals; p != NULL; p = p->next) {
+        if (!p->answered && (all || now >= p->deadline)) {
+            p->answered = true;
+            p->cb(p->arg, BL_ETIMEOUT, NULL);
+        }
+    }
+}
+
+/* ---- linearizable reads ------------------------------------------------------ */
+
+static void reads_fail(struct read_list *l, int status)
+{
+    struct read_wait *w = l->head;
+    l->head = l->tail = NULL;
+    while (w != NULL) {
+        struct read_wait *next = w->next;
+        w->cb(w->arg, status);
+        free(w);
+        w = next;
+    }
+}
+
+static void start_barrier(struct bl_member *m);
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct bl_member *m = req->data;
+    int rv = status == 0 ? BL_OK : BL_ENOLEADER;
+
+    m->barrier_busy = false;
+    reads_fail(&m->reads_inflight, rv);
+    if (m->reads_next.head != NULL) {
+        start_barrier(m);
+    }
+}
+
+static void start_barrier(struct bl_member *m)
+{
+    int rv;
+
+    m->reads_inflight = m->reads_next;
+    m->reads_next.head = m->reads_next.tail = NULL;
+    m->barrier.data = m;
+    rv = raft_barrier(&m->raft, &m->barrier, barrier_cb);
+    if (rv != 0) {
+        reads_fail(&m->reads_inflight, rv == RAFT_NOTLEADER ? BL_ENOLEADER : from_raft(rv));
+        return;
+    }
+    m->barrier_busy = true;
+}
+
+int bl_member_read_barrier(struct bl_member *m, bl_read_cb cb, void *arg)
+{
+    struct read_wait *w;
+
+    if (m->closing) {
+        return BL_ESHUTDOWN;
+    }
+    if (raft_state(&m->raft) != RAFT_LEADER) {
+        return BL_ENOLEADER;
+    }
+    w = malloc(sizeof *w);
+    if (w == NULL) {
+        return BL_ENOMEM;
+    }
+    w->cb = cb;
+    w->arg = arg;
+    w->next = NULL;
+    if (m->reads_next.tail != NULL) {
+        m->reads_next.tail->next = w;
+    } else {
+        m->reads_next.head = w;
+    }
+    m->reads_next.tail = w;
+    if (!m->barrier_busy) {
+        start_barrier(m);
+    }
+    return 0;
+}
+
+int bl_member_read_begin(struct bl_member *m, struct bl_txn **txn)
+{
+    return bl_store_begin(m->store, false, txn);
+}
+
+/* ---- member table -------------------------------------------------------------- */
+
+static bool slice_eq(struct bl_slice s, const char *str)
+{
+    return s.len == strlen(str) && memcmp(s.p, str, s.len) == 0;
+}
+
+bool bl_member_needs_publish(struct bl_member *m)
+{
+    struct bl_member_attrs a;
+    struct bl_txn *txn;
+    const void *rec;
+    size_t len;
+    bool needs = true;
+
+    if (bl_store_begin(m->store, false, &txn) != 0) {
+        return false;
+    }
+    if (bl_store_member_get(txn, m->id, &rec, &len) == 0 &&
+        bl_member_attrs_decode(rec, len, &a) == 0) {
+        needs = !(slice_eq(a.name, m->name) && slice_eq(a.peer_url, m->peer_url) &&
+                  slice_eq(a.client_url, m->client_url));
+    }
+    bl_store_abort(txn);
+    return needs;
+}
+
+void bl_member_attrs_cmd(struct bl_member *m, struct bl_cmd *cmd)
+{
+    memset(cmd, 0, sizeof *cmd);
+    snprintf(m->publish_id, sizeof m->publish_id, "publish-%" PRIu64 "-%" PRIu64, m->id,
+             ++m->publish_seq);
+    cmd->type = BL_CMD_MEMBER_SET;
+    cmd->request_id.p = (const uint8_t *)m->publish_id;
+    cmd->request_id.len = strlen(m->publish_id);
+    cmd->cas = BL_CAS_NONE;
+    cmd->member_id = m->id;
+    cmd->name.p = (const uint8_t *)m->name;
+    cmd->name.len = strlen(m->name);
+    cmd->peer_url.p = (const uint8_t *)m->peer_url;
+    cmd->peer_url.len = strlen(m->peer_url);
+    cmd->client_url.p = (const uint8_t *)m->client_url;
+    cmd->client_url.len = strlen(m->client_url);
+}
+
+static void publish_cb(void *arg, int status, const struct bl_apply_result *res)
+{
+    struct bl_member *m = arg;
+    (void)res;
+    m->publishing = false;
+    if (status == 0) {
+        BL_INFO("member %" PRIu64 ": published name=%s client=%s", m->id, m->name, m->client_url);
+    } else {
+        BL_WARN("member %" PRIu64 ": publishing attributes failed: %s", m->id,
+                bl_strerror(status));
+    }
+}
+
+/* The leader publishes its own attributes; followers do it through the
+ * leader's client API (the server's job, see bl_member_needs_publish). */
+static void maybe_publish_self(struct bl_member *m)
+{
+    struct bl_cmd cmd;
+    if (m->publishing || raft_state(&m->raft) != RAFT_LEADER || !bl_member_needs_publish(m)) {
+        return;
+    }
+    bl_member_attrs_cmd(m, &cmd);
+    if (bl_member_propose(m, &cmd, publish_cb, m) == 0) {
+        m->publishing = true;
+    }
+}
+
+int bl_member_list(struct bl_member *m, struct bl_member_info **out, unsigned *n)
+{
+    const struct raft_configuration *conf = &m->raft.configuration;
+    struct bl_member_info *list;
+    struct bl_txn *txn;
+    raft_id leader_id;
+    const char *leader_addr;
+    bool leading = raft_state(&m->raft) == RAFT_LEADER;
+    int rv;
+
+    list = calloc(conf->n ? conf->n : 1, sizeof *list);
+    if (list == NULL) {
+        return BL_ENOMEM;
+    }
+    rv = bl_store_begin(m->store, false, &txn);
+    if (rv != 0) {
+        free(list);
+        return rv;
+    }
+    raft_leader(&m->raft, &leader_id, &leader_addr);
+    for (unsigned i = 0; i < conf->n; i++) {
+        const struct raft_server *s = &conf->servers[i];
+        struct bl_member_info *info = &list[i];
+        struct bl_member_attrs a;
+        const void *rec;
+        size_t len;
+
+        info->id = s->id;
+        info->voter = s->role == RAFT_VOTER;
+        snprintf(info->peer_url, sizeof info->peer_url, "%s", s->address);
+        snprintf(info->name, sizeof info->name, "member-%llu", s->id);
+        if (bl_store_member_get(txn, s->id, &rec, &len) == 0 &&
+            bl_member_attrs_decode(rec, len, &a) == 0) {
+            snprintf(info->name, sizeof info->name, "%.*s", (int)a.name.len, a.name.p);
+            snprintf(info->client_url, sizeof info->client_url, "%.*s", (int)a.client_url.len,
+                     a.client_url.p);
+        }
+        if (leading && m->raft.leader_state.progress != NULL) {
+            const struct raft_progress *pr = &m->raft.leader_state.progress[i];
+            info->match_index = s->id == m->id ? raft_last_index(&m->raft) : pr->match_index;
+            info->reachable = s->id == m->id || pr->recent_recv;
+        } else {
+            info->reachable = s->id == m->id || s->id == leader_id;
+            info->match_index = s->id == m->id ? raft_last_index(&m->raft) : 0;
+        }
+    }
+    bl_store_abort(txn);
+    *out = list;
+    *n = conf->n;
+    return 0;
+}
+
+int bl_member_leader_client_url(struct bl_member *m, char *buf, size_t len)
+{
+    struct bl_member_attrs a;
+    struct bl_txn *txn;
+    raft_id id;
+    const char *addr;
+    const void *rec;
+    size_t rec_len;
+    int rv;
+
+    raft_leader(&m->raft, &id, &addr);
+    if (id == 0) {
+        return BL_ENOLEADER;
+    }
+    if (id == m->id) {
+        snprintf(buf, len, "%s", m->client_url);
+        return 0;
+    }
+    rv = bl_store_begin(m->store, false, &txn);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = bl_store_member_get(txn, id, &rec, &rec_len);
+    if (rv == 0) {
+        rv = bl_member_attrs_decode(rec, rec_len, &a);
+    }
+    if (rv == 0 && a.client_url.len > 0 && a.client_url.len < len) {
+        memcpy(buf, a.client_url.p, a.client_url.len);
+        buf[a.client_url.len] = '\0';
+    } else {
+        rv = BL_ENOLEADER;
+    }
+    bl_store_abort(txn);
+    return rv;
+}
+
+bool bl_member_is_leader(struct bl_member *m)
+{
+    return !m->closing && raft_state(&m->raft) == RAFT_LEADER;
+}
+
+void bl_member_indexes(struct bl_member *m, uint64_t *term, uint64_t *applied, uint64_t *revision)
+{
+    *term = m->raft.current_term;
+    *applied = raft_last_applied(&m->raft);
+    *revision = m->fsm.revision;
+}
+
+void bl_member_status(struct bl_member *m, struct bl_member_status *st)
+{
+    raft_id leader_id;
+    const char *leader_addr;
+    uint64_t map_bytes;
+    char dir[4200];
+
+    memset(st, 0, sizeof *st);
+    raft_leader(&m->raft, &leader_id, &leader_addr);
+    st->id = m->id;
+    st->name = m->name;
+    st->role = state_role(m);
+    st->leader_id = leader_id;
+    st->term = m->raft.current_term;
+    st->commit_index = m->raft.commit_index;
+    st->applied_index = raft_last_applied(&m->raft);
+    st->last_index = raft_last_index(&m->raft);
+    st->revision = m->fsm.revision;
+    bl_store_size(m->store, &st->db_bytes, &map_bytes);
+    snprintf(dir, sizeof dir, "%s/raft", m->data_dir);
+    st->raft_log_bytes = dir_bytes(dir);
+}
+
+/* ---- the watch timer --------------------------------------------------------------- */
+
+static void watch_cb(uv_timer_t *t)
+{
+    struct bl_member *m = t->data;
+    int state = raft_state(&m->raft);
+    raft_id leader;
+    const char *addr;
+
+    raft_leader(&m->raft, &leader, &addr);
+    if (state != m->last_state || leader != m->last_leader) {
+        if (state == RAFT_LEADER) {
+            BL_INFO("member %" PRIu64 ": became leader (term %llu)", m->id,
+                    m->raft.current_term);
+        } else if (leader != 0) {
+            BL_INFO("member %" PRIu64 ": %s, leader is %llu at %s (term %llu)", m->id,
+                    bl_role_name(state_role(m)), leader, addr ? addr : "?",
+                    m->raft.current_term);
+        } else {
+            BL_INFO("member %" PRIu64 ": %s, no leader (term %llu)", m->id,
+                    bl_role_name(state_role(m)), m->raft.current_term);
+        }
+        m->last_state = state;
+        m->last_leader = leader;
+    }
+    maybe_publish_self(m);
+    expire_proposals(m, false);
+}
+
+/* ---- async work -------------------------------------------------------------------------- */
+
+/* canonical/raft 0.15's uv backend has no async_work (raft_io version 2),
+ * which raft needs to take snapshots off the loop thread (fsm version 3).
+ * Provide it on libuv's thread pool, as later raft releases do. */
+struct async_work {
+    uv_work_t work;
+    struct bl_member *m;
+    struct raft_io_async_work *req;
+    raft_io_async_work_cb cb;
+    int status;
+};
+
+static void do_close(struct bl_member *m);
+
+static void async_work_run(uv_work_t *w)
+{
+    struct async_work *aw = w->data;
+    aw->status = aw->req->work(aw->req);
+}
+
+static void async_work_done(uv_work_t *w, int status)
+{
+    struct async_work *aw = w->data;
+    struct bl_member *m = aw->m;
+    aw->cb(aw->req, status != 0 ? RAFT_CANCELED : aw->status);
+    free(aw);
+    if (--m->async_pending == 0 && m->close_requested) {
+        do_close(m);
+    }
+}
+
+static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
+                         raft_io_async_work_cb cb)
+{
+    struct raft *r = io->data; /* raft_init points io->data at the raft */
+    struct bl_member *m = r->data;
+    struct async_work *aw = calloc(1, sizeof *aw);
+    int rv;
+    if (aw == NULL) {
+        return RAFT_NOMEM;
+    }
+    aw->work.data = aw;
+    aw->m = m;
+    aw->req = req;
+    aw->cb = cb;
+    rv = uv_queue_work(m->loop, &aw->work, async_work_run, async_work_done);
+    if (rv != 0) {
+        free(aw);
+        return RAFT_IOERR;
+    }
+    m->async_pending++;
+    return 0;
+}
+
+/* ---- start and close ------------------------------------------------------------------ */
+
+static void member_free(struct bl_member *m)
+{
+    free(m->name);
+    free(m->peer_url);
+    free(m->client_url);
+    free(m->data_dir);
+    free(m);
+}
+
+static char *dup_or(const char *s, const char *fallback)
+{
+    return strdup(s != NULL && s[0] != '\0' ? s : fallback);
+}
+
+static void start_failed_close_cb(struct raft *r)
+{
+    struct bl_member *m = r->data;
+    m->closing = true;
+}
+
+int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct bl_member **out,
+                    char *errmsg)
+{
+    struct bl_store_opts sopts = {.map_size = cfg->store_map_size};
+    struct founders founders;
+    struct bl_member *m;
+    struct bl_txn *txn;
+    char path[4200];
+    bool fresh;
+    int rv;
+
+    if (cfg->id == 0 || cfg->id > INT64_MAX || cfg->data_dir == NULL ||
+        cfg->peer_listen == NULL) {
+        snprintf(errmsg, BL_ERRMSG_SIZE, "member needs an id (1..2^63), a data dir and a peer "
+                                         "address");
+        return BL_EBADREQ;
+    }
+    m = calloc(1, sizeof *m);
+    if (m == NULL) {
+        return BL_ENOMEM;
+    }
+    m->loop = loop;
+    m->id = cfg->id;
+    snprintf(path, sizeof path, "member-%" PRIu64, cfg->id);
+    m->name = dup_or(cfg->name, path);
+    m->peer_url = dup_or(cfg->peer_advertise, cfg->peer_listen);
+    m->client_url = dup_or(cfg->client_advertise, "");
+    m->data_dir = strdup(cfg->data_dir);
+    m->propose_timeout_ms = cfg->propose_timeout_ms ? cfg->propose_timeout_ms
+                                                    : DEFAULT_PROPOSE_TIMEOUT_MS;
+    m->last_state = -1;
+    if (m->name == NULL || m->peer_url == NULL || m->client_url == NULL || m->data_dir == NULL) {
+        rv = BL_ENOMEM;
+        goto err_after_alloc;
+    }
+
+    snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
+    if (mkdir_p(path) != 0) {
+        snprintf(errmsg, BL_ERRMSG_SIZE, "create %.200s: %s", path, strerror(errno));
+        rv = BL_EIO;
+        goto err_after_alloc;
+    }
+    fresh = raft_dir_empty(path);
+
+    snprintf(path, sizeof path, "%s/store", cfg->data_dir);
+    rv = bl_store_open(path, &sopts, &m->store, errmsg);
+    if (rv != 0) {
+        goto err_after_alloc;
+    }
+    bl_fsm_init(&m->fsm, m->store);
+    m->fsm.raft = &m->raft;
+    rv = bl_store_begin(m->store, false, &txn);
+    if (rv == 0) {
+        rv = bl_store_meta_get(txn, "revision", &m->fsm.revision);
+        bl_store_abort(txn);
+    }
+    if (rv != 0) {
+        snprintf(errmsg, BL_ERRMSG_SIZE, "store: %s", bl_store_errmsg(m->store));
+        goto err_after_store;
+    }
+
+    rv = raft_uv_tcp_init(&m->transport, loop);
+    if (rv != 0) {
+        snprintf(errmsg, BL_ERRMSG_SIZE, "raft transport: %s", raft_strerror(rv));
+        rv = from_raft(rv);
+        goto err_after_store;
+    }
+    if (strcmp(cfg->peer_listen, m->peer_url) != 0) {
+        rv = raft_uv_tcp_set_bind_address(&m->transport, cfg->peer_listen);
+        if (rv != 0) {
+            snprintf(errmsg, BL_ERRMSG_SIZE,
+                     "peer listen address %.100s: %s (canonical/raft 0.15 takes IPv4 HOST:PORT)",
+                     cfg->peer_listen, raft_strerror(rv));
+            rv = BL_EBADREQ;
+            goto err_after_transport;
+        }
+    }
+    snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
+    rv = raft_uv_init(&m->io, loop, path, &m->transport);
+    if (rv != 0) {
+        snprintf(errmsg, BL_ERRMSG_SIZE, "raft I/O in %.100s: %.120s", path, m->io.errmsg);
+        rv = from_raft(rv);
+        goto err_after_transport;
+    }
+    /* A corrupt segment must stop the member, not shorten its log. */
+    raft_uv_set_auto_recovery(&m->io, false);
+    m->io.version = 2;
+    m->io.async_work = io_async_work;
+
+    rv = raft_init(&m->raft, &m->io, &m->fsm.fsm, m->id, m->peer_url);
+    if (rv != 0) {
+        snprintf(errmsg, BL_ERRMSG_SIZE, "raft init: %.200s", raft_errmsg(&m->raft));
+        rv = from_raft(rv);
+        goto err_after_io;
+    }
+    m->raft.data = m;
+    raft_set_pre_vote(&m->raft, true);
+    raft_set_election_timeout(&m->raft, cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000);
+    raft_set_heartbeat_timeout(&m->raft,
+                               cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
+    raft_set_snapshot_threshold(&m->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold
+                                                                  : DEFAULT_SNAPSHOT_THRESHOLD);
+    raft_set_snapshot_trailing(&m->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing
+                                                                : DEFAULT_SNAPSHOT_TRAILING);
+
+    if (fresh) {
+        if (cfg->initial_cluster == NULL || cfg->initial_cluster[0] == '\0') {
+            snprintf(errmsg, BL_ERRMSG_SIZE,
+                     "data dir %.150s is empty and no --initial-cluster was given",
+                     cfg->data_dir);
+            rv = BL_EBADREQ;
+            goto err_after_raft;
+        }
+        memset(&founders, 0, sizeof founders);
+        raft_configuration_init(&founders.conf);
+        founders.self = m->id;
+        founders.self_address = m->peer_url;
+        rv = bl_parse_initial_cluster(cfg->initial_cluster, add_founder, &founders, errmsg);
+        if (rv == 0 && !founders.self_found) {
+            snprintf(errmsg, BL_ERRMSG_SIZE,
+                     "data dir is empty and member %" PRIu64
+                     " is not in --initial-cluster (use --join to join a running cluster)",
+                     m->id);
+            rv = BL_EBADREQ;
+        } else if (rv == 0 && !founders.self_address_matches) {
+            snprintf(errmsg, BL_ERRMSG_SIZE,
+                     "--initial-cluster gives member %" PRIu64
+                     " another peer address than its own %.100s",
+                     m->id, m->peer_url);
+            rv = BL_EBADREQ;
+        }
+        if (rv == 0) {
+            rv = raft_bootstrap(&m->raft, &founders.conf);
+            if (rv != 0) {
+                snprintf(errmsg, BL_ERRMSG_SIZE, "bootstrap: %.200s", raft_errmsg(&m->raft));
+                rv = from_raft(rv);
+            } else {
+                BL_INFO("member %" PRIu64 ": bootstrapped a new cluster of %u founders", m->id,
+                        founders.conf.n);
+            }
+        }
+        raft_configuration_close(&founders.conf);
+        if (rv != 0) {
+            goto err_after_raft;
+        }
+    }
+
+    rv = raft_start(&m->raft);
+    if (rv != 0) {
+        snprintf(errmsg, BL_ERRMSG_SIZE, "raft start: %.200s", raft_errmsg(&m->raft));
+        rv = from_raft(rv);
+        goto err_after_raft;
+    }
+    uv_timer_init(loop, &m->watch);
+    m->watch.data = m;
+    uv_timer_start(&m->watch, watch_cb, WATCH_INTERVAL_MS, WATCH_INTERVAL_MS);
+    m->handles_open = 1;
+    BL_INFO("member %" PRIu64 " (%s): raft started, peer %s, data %s, store revision %" PRIu64
+            ", applied index %llu",
+            m->id, m->name, m->peer_url, m->data_dir, m->fsm.revision,
+            raft_last_applied(&m->raft));
+    *out = m;
+    return 0;
+
+err_after_raft:
+    /* raft_init succeeded: the only way back is raft_close, which is
+     * asynchronous; run the loop (bounded) until it is done. */
+    m->raft.data = m;
+    m->closing = false;
+    raft_close(&m->raft, start_failed_close_cb);
+    for (int i = 0; i < 1000 && !m->closing; i++) {
+        uv_run(loop, UV_RUN_ONCE);
+    }
+    raft_uv_close(&m->io);
+    raft_uv_tcp_close(&m->transport);
+    goto err_after_store;
+err_after_io:
+    raft_uv_close(&m->io);
+err_after_transport:
+    raft_uv_tcp_close(&m->transport);
+err_after_store:
+    bl_fsm_close(&m->fsm);
+    bl_store_close(m->store);
+err_after_alloc:
+    member_free(m);
+    return rv;
+}
+
+static void handle_closed_cb(uv_handle_t *h)
+{
+    struct bl_member *m = h->data;
+    if (--m->handles_open == 0) {
+        void (*cb)(void *) = m->close_cb;
+        void *arg = m->close_arg;
+        member_free(m);
+        if (cb != NULL) {
+            cb(arg);
+        }
+    }
+}
+
+static void raft_closed_cb(struct raft *r)
+{
+    struct bl_member *m = r->data;
+
+    raft_uv_close(&m->io);
+    raft_uv_tcp_close(&m->transport);
+    /* Raft answers pending requests when it closes; anything left is unknown. */
+    expire_proposals(m, true);
+    while (m->proposals != NULL) {
+        struct proposal *p = m->proposals;
+        proposal_unlink(m, p);
+        free(p);
+    }
+    reads_fail(&m->reads_inflight, BL_ESHUTDOWN);
+    reads_fail(&m->reads_next, BL_ESHUTDOWN);
+    bl_fsm_close(&m->fsm);
+    bl_store_close(m->store);
+    m->store = NULL;
+    BL_INFO("member %" PRIu64 ": raft closed", m->id);
+    uv_close((uv_handle_t *)&m->watch, handle_closed_cb);
+}
+
+static void do_close(struct bl_member *m)
+{
+    if (m->async_pending > 0) {
+        /* A snapshot copy is running: raft must outlive its callback. */
+        m->close_requested = true;
+        return;
+    }
+    m->close_requested = false;
+    uv_timer_stop(&m->watch);
+    reads_fail(&m->reads_next, BL_ESHUTDOWN);
+    raft_close(&m->raft, raft_closed_cb);
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+    struct bl_member *m = req->data;
+    raft_id leader;
+    const char *addr;
+    raft_leader(&m->raft, &leader, &addr);
+    BL_INFO("member %" PRIu64 ": leadership transfer done, leader now %llu", m->id, leader);
+    do_close(m);
+}
+
+/* The voter (other than us) with the highest match index, or 0. */
+static raft_id best_transfer_target(struct bl_member *m)
+{
+    const struct raft_configuration *conf = &m->raft.configuration;
+    raft_id best = 0;
+    raft_index best_match = 0;
+    for (unsigned i = 0; i < conf->n; i++) {
+        const struct raft_server *s = &conf->servers[i];
+        raft_index match = m->raft.leader_state.progress[i].match_index;
+        if (s->id != m->id && s->role == RAFT_VOTER && (best == 0 || match > best_match)) {
+            best = s->id;
+            best_match = match;
+        }
+    }
+    return best;
+}
+
+void bl_member_close(struct bl_member *m, void (*cb)(void *arg), void *arg)
+{
+    raft_id target;
+
+    if (m->closing) {
+        return;
+    }
+    m->closing = true;
+    m->close_cb = cb;
+    m->close_arg = arg;
+    if (raft_state(&m->raft) == RAFT_LEADER && (target = best_transfer_target(m)) != 0) {
+        m->transfer.data = m;
+        if (raft_transfer(&m->raft, &m->transfer, target, transfer_cb) == 0) {
+            BL_INFO("member %" PRIu64 ": handing leadership to %llu before closing", m->id,
+                    target);
+            return;
+        }
+    }
+    do_close(m);
+}

@@ -1,0 +1,147 @@
+/* A Ballast member: one canonical/raft server, its libuv I/O, the FSM and
+ * the LMDB store, driven by the caller's libuv loop. This is the public,
+ * embeddable API: ballastd is a thin main over it plus the HTTP server, and
+ * a C service can run a member in its own process the same way.
+ *
+ * Data directory layout: DIR/raft holds Raft's log, metadata and snapshots
+ * (canonical/raft's uv backend), DIR/store the LMDB environment.
+ *
+ * Lifecycle: bl_member_start() opens the store, bootstraps a new cluster
+ * when DIR/raft is empty and this member is one of the founders given in
+ * initial_cluster, and starts Raft. bl_member_close() hands leadership to a
+ * caught-up voter first when this member leads, then closes Raft, the
+ * store and every handle, and calls back once memory may be freed.
+ *
+ * Callbacks: if a function that takes a callback returns an error, the
+ * callback is never called; otherwise it is called exactly once. */
+#ifndef BALLAST_MEMBER_H
+#define BALLAST_MEMBER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "apply.h"
+#include "command.h"
+#include "store.h"
+
+struct bl_member;
+
+struct bl_member_config {
+    uint64_t id;                   /* Raft id, >= 1 */
+    const char *name;              /* human name, published in the member table */
+    const char *data_dir;          /* created if missing */
+    const char *peer_listen;       /* "127.0.0.1:8380": Raft transport bind address */
+    const char *peer_advertise;    /* address peers use; NULL = peer_listen */
+    const char *client_advertise;  /* client URL published in the member table */
+    const char *initial_cluster;   /* "1=127.0.0.1:8380,2=..." founders, or NULL */
+    unsigned election_timeout_ms;  /* 0 = default (1000) */
+    unsigned heartbeat_timeout_ms; /* 0 = default (100) */
+    unsigned snapshot_threshold;   /* entries between snapshots; 0 = default (8192) */
+    unsigned snapshot_trailing;    /* entries kept after a snapshot; 0 = default (2048) */
+    unsigned propose_timeout_ms;   /* a write not applied by then is BL_ETIMEOUT; 0 = 10000 */
+    size_t store_map_size;         /* LMDB map size (store limit); 0 = 1 GiB */
+};
+
+enum bl_role {
+    BL_ROLE_UNAVAILABLE = 0,
+    BL_ROLE_FOLLOWER,
+    BL_ROLE_CANDIDATE,
+    BL_ROLE_LEADER,
+    BL_ROLE_LEARNER,
+};
+
+/* "leader", "follower", ... */
+const char *bl_role_name(int role);
+
+/* Parse "1=host:port,2=host:port" and call @cb for each entry. Returns
+ * BL_EBADREQ (with @errmsg) on a malformed list, duplicate ids or addresses. */
+int bl_parse_initial_cluster(const char *s,
+                             int (*cb)(void *arg, uint64_t id, const char *address), void *arg,
+                             char *errmsg);
+
+/* Start a member on @loop. On success *@out is the member, owned by the
+ * caller until bl_member_close()'s callback. Errors: BL_EBADREQ (bad
+ * config), BL_EIO, BL_ECORRUPT (the Raft log failed its checks: the member
+ * refuses to start rather than serve less), BL_ENOMEM; @errmsg says which. */
+int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct bl_member **out,
+                    char *errmsg);
+
+/* Stop: transfer leadership if leader (bounded by the election timeout),
+ * fail pending proposals and reads, close Raft and the store, then call @cb.
+ * @m is freed after @cb returns. */
+void bl_member_close(struct bl_member *m, void (*cb)(void *arg), void *arg);
+
+/* Outcome of a proposal: BL_OK with @res (valid during the callback only),
+ * BL_ETIMEOUT when the outcome is unknown (leadership lost after the entry
+ * was appended, shutdown, or propose_timeout_ms passed), or another error
+ * when the command surely did not commit. */
+typedef void (*bl_propose_cb)(void *arg, int status, const struct bl_apply_result *res);
+
+/* Propose @cmd (encoded and padded here; @cmd is not kept). Returns
+ * BL_ENOLEADER when this member is not the leader (forward it), BL_EBADREQ,
+ * BL_ENOSPACE, BL_ENOMEM, BL_ESHUTDOWN. */
+int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_cb cb, void *arg);
+
+/* Read gate for linearizable reads: @cb(arg, BL_OK) once a Raft barrier
+ * proposed after this call has been applied, proving leadership at a point
+ * after the call; all reads waiting at once share one barrier. Returns
+ * BL_ENOLEADER on a non-leader. @cb may get BL_ENOLEADER / BL_ETIMEOUT. */
+typedef void (*bl_read_cb)(void *arg, int status);
+int bl_member_read_barrier(struct bl_member *m, bl_read_cb cb, void *arg);
+
+/* Begin a read transaction on the applied state (serializable). The caller
+ * ends it with bl_store_abort(). */
+int bl_member_read_begin(struct bl_member *m, struct bl_txn **txn);
+
+struct bl_member_status {
+    uint64_t id;
+    const char *name; /* owned by the member */
+    int role;         /* enum bl_role */
+    uint64_t leader_id;
+    uint64_t term;
+    uint64_t commit_index;
+    uint64_t applied_index;
+    uint64_t last_index;
+    uint64_t revision;
+    uint64_t db_bytes;
+    uint64_t raft_log_bytes;
+};
+
+/* Fill @st (reads the store's revision and sizes; cheap). */
+void bl_member_status(struct bl_member *m, struct bl_member_status *st);
+
+struct bl_member_info {
+    uint64_t id;
+    char name[256];
+    char peer_url[256];
+    char client_url[256]; /* empty until the member published it */
+    bool voter;
+    bool reachable;
+    uint64_t match_index;
+};
+
+/* The members of the current Raft configuration joined with the member
+ * table. *@out is malloc'd; the caller frees it with free(). */
+int bl_member_list(struct bl_member *m, struct bl_member_info **out, unsigned *n);
+
+/* Copy the leader's client address into @buf. Returns BL_ENOLEADER when no
+ * leader is known or it has not published its address yet. */
+int bl_member_leader_client_url(struct bl_member *m, char *buf, size_t len);
+
+/* True if this member is the leader. */
+bool bl_member_is_leader(struct bl_member *m);
+
+/* Current term and applied index, and the store revision of the applied state. */
+void bl_member_indexes(struct bl_member *m, uint64_t *term, uint64_t *applied, uint64_t *revision);
+
+/* True when this member's published attributes (name, peer and client URL)
+ * are missing or differ in the replicated member table. */
+bool bl_member_needs_publish(struct bl_member *m);
+
+/* Fill @cmd with a BL_CMD_MEMBER_SET command carrying this member's
+ * attributes (pointers into @m, valid while @m lives). */
+void bl_member_attrs_cmd(struct bl_member *m, struct bl_cmd *cmd);
+
+#endif /* BALLAST_MEMBER_H */

@@ -1,0 +1,967 @@
+/* The member's HTTP API: routes, KV handlers, cluster handlers, forwarding.
+ *
+ * Happy path of a write: parse the key and query, build a command, propose
+ * it; when Raft has applied it, render the result (JSON or msgpack, from the
+ * request's Accept) with the revision headers. Linearizable reads wait for
+ * the member's shared barrier; serializable reads answer at once from one
+ * LMDB read transaction, which keeps a range and its count consistent.
+ *
+ * Failure modes, each a contract error: bad input is 400 before anything is
+ * proposed; a follower relays to the leader (a forwarded request that lands
+ * on a non-leader is 503 no_leader, never forwarded twice); a leader that
+ * cannot be reached before the request was sent is 503, after it 504; a
+ * write whose outcome Raft cannot tell (leadership lost after append,
+ * timeout) is 504 timeout, never an error that claims nothing happened. */
+#include "api.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <http_parser.h>
+
+#include "error.h"
+#include "log.h"
+
+#define KV_PREFIX "/v1/kv/"
+#define MAX_RAW_KEY (3 * BL_KEY_MAX)
+#define DEFAULT_LIMIT 1000
+#define MAX_LIMIT 10000
+#define PUBLISH_INTERVAL_MS 1000
+#define FORWARD_SLACK_MS 2000
+
+enum call_kind { CALL_GET, CALL_PUT, CALL_DELETE, CALL_PUBLISH };
+
+/* One request that waits on Raft or on the leader. */
+struct call {
+    struct bl_api *a;
+    struct bl_http_exchange *ex;
+    int kind;
+    int format;
+    bool prefix, prev, raw, keys_only, count_only, serializable;
+    bool client_reqid;
+    int64_t cas;
+    uint64_t limit;
+    size_t key_len, after_len;
+    char reqid[BL_CMD_REQUEST_ID_MAX + 1];
+    uint8_t key[BL_KEY_MAX];
+    uint8_t after[BL_KEY_MAX];
+};
+
+static const char SERVER_VERSION[] = PACKAGE_VERSION;
+
+/* ---- replies ------------------------------------------------------------------ */
+
+static int want_format(const struct bl_http_exchange *ex)
+{
+    size_t len;
+    const char *accept = bl_http_header_get(ex, "Accept", &len);
+    if (accept != NULL && memmem(accept, len, "application/msgpack", 19) != NULL) {
+        return BL_DOC_MSGPACK;
+    }
+    return BL_DOC_JSON;
+}
+
+static struct bl_http_header header(const char *name, const char *value)
+{
+    struct bl_http_header h = {name, strlen(name), value, strlen(value)};
+    return h;
+}
+
+/* Reply with @body and the standard headers plus @extra. */
+static void respond(struct bl_api *a, struct bl_http_exchange *ex, int status,
+                    const char *content_type, const void *body, size_t len,
+                    const struct bl_http_header *extra, unsigned n_extra)
+{
+    struct bl_http_header h[16];
+    char rev[24] = "0", term[24] = "0", index[24] = "0";
+    unsigned n = 0;
+
+    if (a->member != NULL) {
+        uint64_t t, i, r;
+        bl_member_indexes(a->member, &t, &i, &r);
+        snprintf(rev, sizeof rev, "%" PRIu64, r);
+        snprintf(term, sizeof term, "%" PRIu64, t);
+        snprintf(index, sizeof index, "%" PRIu64, i);
+    }
+    h[n++] = header("Content-Type", content_type);
+    h[n++] = header("X-Ballast-Revision", rev);
+    h[n++] = header("X-Ballast-Raft-Term", term);
+    h[n++] = header("X-Ballast-Raft-Index", index);
+    for (unsigned i = 0; i < n_extra && n < 16; i++) {
+        h[n++] = extra[i];
+    }
+    bl_http_respond(ex, status, h, n, body, len);
+}
+
+static void respond_doc(struct bl_api *a, struct bl_http_exchange *ex, int status,
+                        const struct bl_http_header *extra, unsigned n_extra)
+{
+    size_t len;
+    const char *body = bl_doc_data(&a->doc, &len);
+    if (bl_doc_error(&a->doc) != 0) {
+        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        respond(a, ex, 500, "application/json", oom, sizeof oom - 1, NULL, 0);
+        return;
+    }
+    respond(a, ex, status, bl_doc_content_type(a->doc.format), body, len, extra, n_extra);
+}
+
+static void respond_error(struct bl_api *a, struct bl_http_exchange *ex, int code, const char *fmt,
+                          ...) __attribute__((format(printf, 4, 5)));
+
+static void respond_error(struct bl_api *a, struct bl_http_exchange *ex, int code, const char *fmt,
+                          ...)
+{
+    struct bl_http_header extra[2];
+    unsigned n = 0;
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    bl_doc_reset(&a->doc, want_format(ex));
+    bl_doc_map(&a->doc, 1);
+    bl_doc_key(&a->doc, "error");
+    bl_doc_map(&a->doc, 2);
+    bl_doc_key(&a->doc, "code");
+    bl_doc_cstr(&a->doc, bl_code_name(code));
+    bl_doc_key(&a->doc, "message");
+    bl_doc_cstr(&a->doc, msg);
+    if (code == BL_ENOLEADER || code == BL_ESHUTDOWN || code == BL_EUNAVAILABLE) {
+        extra[n++] = header("Retry-After", "1");
+    }
+    if (code == BL_EMETHOD) {
+        extra[n++] = header("Allow", "GET, PUT, DELETE, POST");
+    }
+    respond_doc(a, ex, bl_code_http_status(code), extra, n);
+}
+
+static void doc_kv(struct bl_doc *d, const struct bl_kv *kv, bool with_value)
+{
+    bl_doc_map(d, with_value ? 6 : 5);
+    bl_doc_key(d, "key");
+    bl_doc_bin(d, kv->key, kv->key_len);
+    if (with_value) {
+        bl_doc_key(d, "value");
+        bl_doc_bin(d, kv->value, kv->value_len);
+    }
+    bl_doc_key(d, "create_revision");
+    bl_doc_uint(d, kv->create_revision);
+    bl_doc_key(d, "mod_revision");
+    bl_doc_uint(d, kv->mod_revision);
+    bl_doc_key(d, "version");
+    bl_doc_uint(d, kv->version);
+    bl_doc_key(d, "lease");
+    bl_doc_uint(d, kv->lease);
+}
+
+static void call_free(struct call *c)
+{
+    free(c);
+}
+
+/* ---- forwarding ------------------------------------------------------------------ */
+
+static const char *method_name(int method)
+{
+    return http_method_str((enum http_method)method);
+}
+
+static void forward_cb(void *arg, int status, const struct bl_http_response *resp)
+{
+    struct call *c = arg;
+    struct bl_api *a = c->a;
+    struct bl_http_header h[16];
+    unsigned n = 0;
+
+    a->pending--;
+    if (status != 0) {
+        if (status == BL_ETIMEOUT) {
+            respond_error(a, c->ex, BL_ETIMEOUT,
+                          "the leader did not answer in time; the request may or may not have "
+                          "been applied");
+        } else {
+            respond_error(a, c->ex, BL_ENOLEADER, "leader unreachable: %s", bl_strerror(status));
+        }
+        call_free(c);
+        return;
+    }
+    /* Relay the leader's answer with its own headers (revision, content type). */
+    for (unsigned i = 0; i < resp->n_headers && n < 16; i++) {
+        const struct bl_http_header *rh = &resp->headers[i];
+        if ((rh->name_len > 10 && strncasecmp(rh->name, "X-Ballast-", 10) == 0) ||
+            (rh->name_len == 12 && strncasecmp(rh->name, "Content-Type", 12) == 0) ||
+            (rh->name_len == 11 && strncasecmp(rh->name, "Retry-After", 11) == 0)) {
+            h[n++] = *rh;
+        }
+    }
+    bl_http_respond(c->ex, resp->status, h, n, resp->body, resp->body_len);
+    call_free(c);
+}
+
+/* Relay @c's request to the leader, or fail it when that is not possible. */
+static void forward(struct call *c)
+{
+    static const char *const copied[] = {"Content-Type", "Accept", "X-Ballast-Request-Id"};
+    struct bl_api *a = c->a;
+    struct bl_http_exchange *ex = c->ex;
+    struct bl_http_header h[4];
+    char url[256], self[24];
+    unsigned n = 0;
+    int rv;
+
+    if (bl_http_header_get(ex, "X-Ballast-Forwarded-By", NULL) != NULL) {
+        respond_error(a, ex, BL_ENOLEADER, "member %" PRIu64 " is not the leader",
+                      a->cfg->id);
+        call_free(c);
+        return;
+    }
+    rv = bl_member_leader_client_url(a->member, url, sizeof url);
+    if (rv != 0) {
+        respond_error(a, ex, BL_ENOLEADER, "no leader known to member %" PRIu64 " yet",
+                      a->cfg->id);
+        call_free(c);
+        return;
+    }
+    for (unsigned i = 0; i < 3; i++) {
+        size_t len;
+        const char *v = bl_http_header_get(ex, copied[i], &len);
+        if (v != NULL) {
+            h[n].name = copied[i];
+            h[n].name_len = strlen(copied[i]);
+            h[n].value = v;
+            h[n].value_len = len;
+            n++;
+        }
+    }
+    snprintf(self, sizeof self, "%" PRIu64, a->cfg->id);
+    h[n++] = header("X-Ballast-Forwarded-By", self);
+    rv = bl_http_client_request(a->client, url, method_name(ex->method), ex->target,
+                                ex->target_len, h, n, ex->body, ex->body_len,
+                                (unsigned)(a->cfg->propose_timeout_ms + FORWARD_SLACK_MS),
+                                forward_cb, c);
+    if (rv != 0) {
+        respond_error(a, ex, BL_ENOLEADER, "cannot reach the leader at %s: %s", url,
+                      bl_strerror(rv));
+        call_free(c);
+        return;
+    }
+    a->pending++;
+}
+
+/* ---- KV reads -------------------------------------------------------------------------- */
+
+struct range_walk {
+    struct bl_doc *d;
+    uint64_t count;
+    uint64_t limit;
+    bool keys_only;
+};
+
+static int count_cb(void *arg, const struct bl_kv *kv)
+{
+    struct range_walk *w = arg;
+    (void)kv;
+    w->count++;
+    return 0;
+}
+
+static int emit_cb(void *arg, const struct bl_kv *kv)
+{
+    struct range_walk *w = arg;
+    doc_kv(w->d, kv, !w->keys_only);
+    return ++w->count >= w->limit ? 1 : 0;
+}
+
+static void serve_read(struct call *c)
+{
+    struct bl_api *a = c->a;
+    struct bl_doc *d = &a->doc;
+    struct bl_txn *txn;
+    struct bl_kv kv;
+    uint64_t revision = 0;
+    int rv;
+
+    rv = bl_member_read_begin(a->member, &txn);
+    if (rv == 0) {
+        rv = bl_store_meta_get(txn, "revision", &revision);
+        if (rv != 0) {
+            bl_store_abort(txn);
+        }
+    }
+    if (rv != 0) {
+        respond_error(a, c->ex, rv, "read: %s", bl_strerror(rv));
+        return;
+    }
+    bl_doc_reset(d, c->format);
+    if (c->prefix) {
+        struct range_walk w = {.d = d};
+        uint64_t n;
+        rv = bl_store_kv_scan(txn, c->key, c->key_len, c->after, c->after_len, count_cb, &w);
+        n = w.count < c->limit ? w.count : c->limit;
+        bl_doc_map(d, 4);
+        bl_doc_key(d, "kvs");
+        bl_doc_array(d, c->count_only ? 0 : (uint32_t)n);
+        if (rv == 0 && !c->count_only && n > 0) {
+            struct range_walk e = {.d = d, .limit = n, .keys_only = c->keys_only};
+            rv = bl_store_kv_scan(txn, c->key, c->key_len, c->after, c->after_len, emit_cb, &e);
+        }
+        bl_doc_key(d, "more");
+        bl_doc_bool(d, !c->count_only && w.count > c->limit);
+        bl_doc_key(d, "count");
+        bl_doc_uint(d, w.count);
+        bl_doc_key(d, "revision");
+        bl_doc_uint(d, revision);
+        bl_store_abort(txn);
+        if (rv != 0) {
+            respond_error(a, c->ex, rv, "range: %s", bl_strerror(rv));
+            return;
+        }
+        respond_doc(a, c->ex, 200, NULL, 0);
+        return;
+    }
+    rv = bl_store_kv_get(txn, c->key, c->key_len, &kv);
+    if (rv == BL_ENOTFOUND) {
+        bl_store_abort(txn);
+        respond_error(a, c->ex, BL_ENOTFOUND, "key not found");
+        return;
+    }
+    if (rv != 0) {
+        bl_store_abort(txn);
+        respond_error(a, c->ex, rv, "get: %s", bl_strerror(rv));
+        return;
+    }
+    if (c->raw) {
+        char cr[24], mr[24], ver[24], lease[24];
+        struct bl_http_header h[4];
+        snprintf(cr, sizeof cr, "%" PRIu64, kv.create_revision);
+        snprintf(mr, sizeof mr, "%" PRIu64, kv.mod_revision);
+        snprintf(ver, sizeof ver, "%" PRIu64, kv.version);
+        snprintf(lease, sizeof lease, "%" PRIu64, kv.lease);
+        h[0] = header("X-Ballast-Create-Revision", cr);
+        h[1] = header("X-Ballast-Mod-Revision", mr);
+        h[2] = header("X-Ballast-Version", ver);
+        h[3] = header("X-Ballast-Lease", lease);
+        /* The value is sent straight from LMDB's map; respond copies it. */
+        respond(a, c->ex, 200, "application/octet-stream", kv.value, kv.value_len, h, 4);
+        bl_store_abort(txn);
+        return;
+    }
+    doc_kv(d, &kv, true);
+    bl_store_abort(txn);
+    respond_doc(a, c->ex, 200, NULL, 0);
+}
+
+static void read_ready(void *arg, int status)
+{
+    struct call *c = arg;
+    c->a->pending--;
+    if (status != 0) {
+        respond_error(c->a, c->ex, status == BL_ESHUTDOWN ? BL_ESHUTDOWN : BL_ENOLEADER,
+                      "leadership could not be confirmed for a linearizable read");
+    } else {
+        serve_read(c);
+    }
+    call_free(c);
+}
+
+static void kv_read(struct call *c)
+{
+    int rv;
+    if (c->serializable) {
+        serve_read(c);
+        call_free(c);
+        return;
+    }
+    rv = bl_member_read_barrier(c->a->member, read_ready, c);
+    if (rv == BL_ENOLEADER) {
+        forward(c);
+        return;
+    }
+    if (rv != 0) {
+        respond_error(c->a, c->ex, rv, "read: %s", bl_strerror(rv));
+        call_free(c);
+        return;
+    }
+    c->a->pending++;
+}
+
+/* ---- KV writes ------------------------------------------------------------------------- */
+
+static void write_done(void *arg, int status, const struct bl_apply_result *res)
+{
+    struct call *c = arg;
+    struct bl_api *a = c->a;
+    struct bl_doc *d = &a->doc;
+    struct bl_http_header extra[1];
+    struct bl_result_view v;
+    struct bl_kv kv;
+    unsigned n_extra = 0;
+
+    a->pending--;
+    if (status == BL_ETIMEOUT) {
+        respond_error(a, c->ex, BL_ETIMEOUT,
+                      "outcome unknown: the write was proposed but its commit could not be "
+                      "confirmed (leadership lost or timeout); it may or may not have been "
+                      "applied: retry with the same X-Ballast-Request-Id");
+        goto out;
+    }
+    if (status != 0) {
+        respond_error(a, c->ex, status, "write failed: %s", bl_strerror(status));
+        goto out;
+    }
+    if (res->replayed) {
+        extra[n_extra++] = header("X-Ballast-Replayed", "true");
+    }
+    if (res->code == BL_ECASFAILED) {
+        if (c->cas == 0) {
+            respond_error(a, c->ex, BL_ECASFAILED, "compare failed: the key exists");
+        } else {
+            respond_error(a, c->ex, BL_ECASFAILED,
+                          "compare failed: the key is absent or its mod_revision is not %" PRId64,
+                          c->cas);
+        }
+        goto out;
+    }
+    if (bl_result_decode(res->record, res->record_len, &v) != 0) {
+        respond_error(a, c->ex, BL_EINTERNAL, "result record does not decode");
+        goto out;
+    }
+    bl_doc_reset(d, c->format);
+    if (c->kind == CALL_PUBLISH) {
+        bl_doc_map(d, 1);
+        bl_doc_key(d, "revision");
+        bl_doc_uint(d, v.revision);
+    } else if (c->kind == CALL_PUT) {
+        bool has_prev = v.n_prev > 0;
+        bl_doc_map(d, has_prev ? 2 : 1);
+        bl_doc_key(d, "revision");
+        bl_doc_uint(d, v.revision);
+        if (has_prev && bl_result_next_prev(&v, &kv) == 1) {
+            bl_doc_key(d, "prev");
+            doc_kv(d, &kv, true);
+        }
+    } else {
+        bl_doc_map(d, c->prev ? 3 : 2);
+        bl_doc_key(d, "revision");
+        bl_doc_uint(d, v.revision);
+        bl_doc_key(d, "deleted");
+        bl_doc_uint(d, v.deleted);
+        if (c->prev) {
+            bl_doc_key(d, "prev_kvs");
+            bl_doc_array(d, v.n_prev);
+            while (bl_result_next_prev(&v, &kv) == 1) {
+                doc_kv(d, &kv, true);
+            }
+        }
+    }
+    respond_doc(a, c->ex, 200, extra, n_extra);
+out:
+    call_free(c);
+}
+
+static void kv_write(struct call *c)
+{
+    struct bl_http_exchange *ex = c->ex;
+    struct bl_cmd cmd;
+    int rv;
+
+    memset(&cmd, 0, sizeof cmd);
+    cmd.request_id.p = (const uint8_t *)c->reqid;
+    cmd.request_id.len = strlen(c->reqid);
+    cmd.key.p = c->key;
+    cmd.key.len = c->key_len;
+    cmd.cas = c->cas;
+    cmd.flags = (c->prev ? BL_CMD_F_PREV : 0) | (c->client_reqid ? BL_CMD_F_RECORD : 0);
+    if (c->kind == CALL_PUT) {
+        if (ex->body_len > c->a->cfg->max_value_bytes) {
+            respond_error(c->a, ex, BL_ETOOLARGE, "value of %zu bytes is over the limit of %" PRIu64,
+                          ex->body_len, c->a->cfg->max_value_bytes);
+            call_free(c);
+            return;
+        }
+        cmd.type = BL_CMD_PUT;
+        cmd.value.p = ex->body;
+        cmd.value.len = ex->body_len;
+    } else {
+        cmd.type = c->prefix ? BL_CMD_DELETE_RANGE : BL_CMD_DELETE;
+    }
+    rv = bl_member_propose(c->a->member, &cmd, write_done, c);
+    if (rv == BL_ENOLEADER) {
+        forward(c);
+        return;
+    }
+    if (rv != 0) {
+        respond_error(c->a, ex, rv, "write: %s", bl_strerror(rv));
+        call_free(c);
+        return;
+    }
+    c->a->pending++;
+}
+
+/* ---- KV request parsing --------------------------------------------------------------------- */
+
+/* Decode a percent-encoded key (path or ?after) into @out. */
+static int decode_key(const char *raw, size_t raw_len, uint8_t *out, size_t *out_len)
+{
+    uint8_t buf[MAX_RAW_KEY];
+    size_t n;
+    if (raw_len > MAX_RAW_KEY || bl_http_unescape(raw, raw_len, buf, &n) != 0 ||
+        n > BL_KEY_MAX) {
+        return BL_EBADREQ;
+    }
+    memcpy(out, buf, n);
+    *out_len = n;
+    return 0;
+}
+
+static bool query_has(const struct bl_http_exchange *ex, const char *name, const char **v,
+                      size_t *len)
+{
+    const char *dummy_v;
+    size_t dummy_len;
+    return bl_http_query_get(ex->query, ex->query_len, name, v ? v : &dummy_v,
+                             len ? len : &dummy_len);
+}
+
+static int parse_u64(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (len == 0 || len > 19) {
+        return BL_EBADREQ;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return BL_EBADREQ;
+        }
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* Fill @c from the request; on bad input answer 400 and return non-zero. */
+static int parse_kv(struct call *c)
+{
+    static const char *const unsupported[] = {"lease", "ttl", "wait", "index"};
+    struct bl_http_exchange *ex = c->ex;
+    struct bl_api *a = c->a;
+    const char *v;
+    size_t len;
+    uint64_t u;
+
+    for (unsigned i = 0; i < 4; i++) {
+        if (query_has(ex, unsupported[i], NULL, NULL)) {
+            respond_error(a, ex, BL_EBADREQ, "?%s is not supported by this version",
+                          unsupported[i]);
+            return -1;
+        }
+    }
+    c->prefix = query_has(ex, "prefix", NULL, NULL);
+    if (decode_key(ex->path + strlen(KV_PREFIX), ex->path_len - strlen(KV_PREFIX), c->key,
+                   &c->key_len) != 0) {
+        respond_error(a, ex, BL_EBADREQ, "key must be 1..%d bytes, percent-encoded", BL_KEY_MAX);
+        return -1;
+    }
+    if (c->key_len == 0 && !c->prefix) {
+        respond_error(a, ex, BL_EBADREQ, "empty key (use ?prefix for a range of all keys)");
+        return -1;
+    }
+    c->prev = query_has(ex, "prev", NULL, NULL);
+    c->raw = query_has(ex, "raw", NULL, NULL);
+    c->keys_only = query_has(ex, "keys", NULL, NULL);
+    c->count_only = query_has(ex, "count", NULL, NULL);
+    c->cas = BL_CAS_NONE;
+    if (query_has(ex, "cas", &v, &len)) {
+        if (parse_u64(v, len, &u) != 0 || u > INT64_MAX) {
+            respond_error(a, ex, BL_EBADREQ, "cas must be a revision (0: only if absent)");
+            return -1;
+        }
+        if (c->prefix) {
+            respond_error(a, ex, BL_EBADREQ, "cas cannot be combined with prefix");
+            return -1;
+        }
+        c->cas = (int64_t)u;
+    }
+    c->limit = DEFAULT_LIMIT;
+    if (query_has(ex, "limit", &v, &len)) {
+        if (parse_u64(v, len, &u) != 0 || u < 1 || u > MAX_LIMIT) {
+            respond_error(a, ex, BL_EBADREQ, "limit must be 1..%d", MAX_LIMIT);
+            return -1;
+        }
+        c->limit = u;
+    }
+    if (query_has(ex, "after", &v, &len) &&
+        decode_key(v, len, c->after, &c->after_len) != 0) {
+        respond_error(a, ex, BL_EBADREQ, "after must be a percent-encoded key");
+        return -1;
+    }
+    if (query_has(ex, "consistency", &v, &len)) {
+        if (len == 12 && memcmp(v, "serializable", 12) == 0) {
+            c->serializable = true;
+        } else if (!(len == 12 && memcmp(v, "linearizable", 12) == 0)) {
+            respond_error(a, ex, BL_EBADREQ, "consistency must be linearizable or serializable");
+            return -1;
+        }
+    }
+    v = bl_http_header_get(ex, "X-Ballast-Request-Id", &len);
+    if (v != NULL) {
+        if (len == 0 || len > BL_CMD_REQUEST_ID_MAX) {
+            respond_error(a, ex, BL_EBADREQ, "X-Ballast-Request-Id must be 1..%d bytes",
+                          BL_CMD_REQUEST_ID_MAX);
+            return -1;
+        }
+        for (size_t i = 0; i < len; i++) {
+            if (v[i] <= ' ' || v[i] > '~') {
+                respond_error(a, ex, BL_EBADREQ, "X-Ballast-Request-Id must be visible ASCII");
+                return -1;
+            }
+        }
+        memcpy(c->reqid, v, len);
+        c->reqid[len] = '\0';
+        c->client_reqid = true;
+    } else {
+        snprintf(c->reqid, sizeof c->reqid, "srv-%" PRIu64 "-%" PRIu64 "-%08x", a->cfg->id,
+                 ++a->request_seq, (unsigned)rand());
+    }
+    return 0;
+}
+
+static struct call *call_new(struct bl_api *a, struct bl_http_exchange *ex, int kind)
+{
+    struct call *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        respond_error(a, ex, BL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    c->a = a;
+    c->ex = ex;
+    c->kind = kind;
+    c->format = want_format(ex);
+    return c;
+}
+
+static void handle_kv(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    struct call *c;
+    int kind;
+
+    switch (ex->method) {
+    case HTTP_GET:
+        kind = CALL_GET;
+        break;
+    case HTTP_PUT:
+        kind = CALL_PUT;
+        break;
+    case HTTP_DELETE:
+        kind = CALL_DELETE;
+        break;
+    default:
+        respond_error(a, ex, BL_EMETHOD, "%s is not allowed on /v1/kv/", method_name(ex->method));
+        return;
+    }
+    c = call_new(a, ex, kind);
+    if (c == NULL) {
+        return;
+    }
+    if (parse_kv(c) != 0) {
+        call_free(c);
+        return;
+    }
+    if (kind == CALL_PUT && c->prefix) {
+        respond_error(a, ex, BL_EBADREQ, "PUT does not take ?prefix");
+        call_free(c);
+        return;
+    }
+    if (kind == CALL_GET) {
+        kv_read(c);
+    } else {
+        kv_write(c);
+    }
+}
+
+/* ---- cluster ------------------------------------------------------------------------------------ */
+
+static void doc_members(struct bl_api *a)
+{
+    struct bl_member_info *list = NULL;
+    unsigned n = 0;
+
+    if (bl_member_list(a->member, &list, &n) != 0) {
+        n = 0;
+    }
+    bl_doc_array(&a->doc, n);
+    for (unsigned i = 0; i < n; i++) {
+        const struct bl_member_info *m = &list[i];
+        bl_doc_map(&a->doc, 7);
+        bl_doc_key(&a->doc, "id");
+        bl_doc_uint(&a->doc, m->id);
+        bl_doc_key(&a->doc, "name");
+        bl_doc_cstr(&a->doc, m->name);
+        bl_doc_key(&a->doc, "peer_url");
+        bl_doc_cstr(&a->doc, m->peer_url);
+        bl_doc_key(&a->doc, "client_url");
+        bl_doc_cstr(&a->doc, m->client_url);
+        bl_doc_key(&a->doc, "role");
+        bl_doc_cstr(&a->doc, m->voter ? "voter" : "learner");
+        bl_doc_key(&a->doc, "reachable");
+        bl_doc_bool(&a->doc, m->reachable);
+        bl_doc_key(&a->doc, "match_index");
+        bl_doc_uint(&a->doc, m->match_index);
+    }
+    free(list);
+}
+
+static void handle_status(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    struct bl_member_status st;
+    struct bl_doc *d = &a->doc;
+
+    bl_member_status(a->member, &st);
+    bl_doc_reset(d, want_format(ex));
+    bl_doc_map(d, 12);
+    bl_doc_key(d, "id");
+    bl_doc_uint(d, st.id);
+    bl_doc_key(d, "name");
+    bl_doc_cstr(d, st.name);
+    bl_doc_key(d, "role");
+    bl_doc_cstr(d, bl_role_name(st.role));
+    bl_doc_key(d, "leader");
+    bl_doc_uint(d, st.leader_id);
+    bl_doc_key(d, "term");
+    bl_doc_uint(d, st.term);
+    bl_doc_key(d, "commit_index");
+    bl_doc_uint(d, st.commit_index);
+    bl_doc_key(d, "applied_index");
+    bl_doc_uint(d, st.applied_index);
+    bl_doc_key(d, "revision");
+    bl_doc_uint(d, st.revision);
+    bl_doc_key(d, "db_bytes");
+    bl_doc_uint(d, st.db_bytes);
+    bl_doc_key(d, "raft_log_bytes");
+    bl_doc_uint(d, st.raft_log_bytes);
+    bl_doc_key(d, "members");
+    doc_members(a);
+    bl_doc_key(d, "version");
+    bl_doc_cstr(d, SERVER_VERSION);
+    respond_doc(a, ex, 200, NULL, 0);
+}
+
+static void handle_ready(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    struct bl_member_status st;
+    bl_member_status(a->member, &st);
+    if (st.leader_id == 0) {
+        respond_error(a, ex, BL_ENOLEADER, "not ready: no leader known");
+        return;
+    }
+    if (st.commit_index > st.applied_index + a->cfg->ready_lag) {
+        respond_error(a, ex, BL_ENOLEADER,
+                      "not ready: applied index %" PRIu64 " trails commit index %" PRIu64,
+                      st.applied_index, st.commit_index);
+        return;
+    }
+    bl_doc_reset(&a->doc, want_format(ex));
+    bl_doc_map(&a->doc, 1);
+    bl_doc_key(&a->doc, "ready");
+    bl_doc_bool(&a->doc, true);
+    respond_doc(a, ex, 200, NULL, 0);
+}
+
+/* POST /v1/internal/publish: a follower's MEMBER_SET command, proposed by the leader. */
+static void handle_publish(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    struct bl_cmd cmd;
+    struct call *c;
+    char msg[BL_ERRMSG_SIZE];
+    int rv;
+
+    if (bl_cmd_decode(ex->body, ex->body_len, &cmd, msg) != 0 || cmd.type != BL_CMD_MEMBER_SET) {
+        respond_error(a, ex, BL_EBADREQ, "publish: body is not a member attributes command");
+        return;
+    }
+    c = call_new(a, ex, CALL_PUBLISH);
+    if (c == NULL) {
+        return;
+    }
+    rv = bl_member_propose(a->member, &cmd, write_done, c);
+    if (rv != 0) {
+        respond_error(a, ex, rv, "publish: %s", bl_strerror(rv));
+        call_free(c);
+        return;
+    }
+    a->pending++;
+}
+
+static void publish_done(void *arg, int status, const struct bl_http_response *resp)
+{
+    struct bl_api *a = arg;
+    a->publishing = false;
+    if (status != 0 || resp->status != 200) {
+        BL_WARN("api: publishing member attributes through the leader failed: %s",
+                status != 0 ? bl_strerror(status) : "leader refused");
+    }
+}
+
+/* Followers publish their attributes through the leader's client API. */
+static void publish_timer_cb(uv_timer_t *t)
+{
+    struct bl_api *a = t->data;
+    struct bl_cmd cmd;
+    char url[256];
+    void *buf;
+    size_t len;
+
+    if (a->publishing || a->member == NULL || bl_member_is_leader(a->member) ||
+        !bl_member_needs_publish(a->member) ||
+        bl_member_leader_client_url(a->member, url, sizeof url) != 0) {
+        return;
+    }
+    bl_member_attrs_cmd(a->member, &cmd);
+    if (bl_cmd_encode(&cmd, &buf, &len) != 0) {
+        return;
+    }
+    if (bl_http_client_request(a->client, url, "POST", "/v1/internal/publish", 20, NULL, 0, buf,
+                               len, 5000, publish_done, a) == 0) {
+        a->publishing = true;
+    }
+    free(buf);
+}
+
+/* ---- routing -------------------------------------------------------------------------------------- */
+
+static bool path_is(const struct bl_http_exchange *ex, const char *p)
+{
+    size_t n = strlen(p);
+    return ex->path_len == n && memcmp(ex->path, p, n) == 0;
+}
+
+static bool path_starts(const struct bl_http_exchange *ex, const char *p)
+{
+    size_t n = strlen(p);
+    return ex->path_len >= n && memcmp(ex->path, p, n) == 0;
+}
+
+static bool method_is(struct bl_api *a, struct bl_http_exchange *ex, int method)
+{
+    if (ex->method == method) {
+        return true;
+    }
+    respond_error(a, ex, BL_EMETHOD, "%s is not allowed here", method_name(ex->method));
+    return false;
+}
+
+void bl_api_handle(struct bl_http_exchange *ex, void *arg)
+{
+    static const char *const later[] = {"/v1/txn",    "/v1/watch/",    "/v1/lease",
+                                        "/v1/leader", "/v1/snapshot",  "/metrics",
+                                        "/v1/members/"};
+    struct bl_api *a = arg;
+
+    if (path_is(ex, "/healthz")) {
+        static const char ok[] = "{\"health\":\"ok\"}";
+        if (method_is(a, ex, HTTP_GET)) {
+            respond(a, ex, 200, "application/json", ok, sizeof ok - 1, NULL, 0);
+        }
+        return;
+    }
+    if (a->member == NULL) {
+        respond_error(a, ex, BL_ESHUTDOWN, "member is shutting down");
+        return;
+    }
+    if (path_starts(ex, KV_PREFIX)) {
+        handle_kv(a, ex);
+    } else if (path_is(ex, "/v1/status")) {
+        if (method_is(a, ex, HTTP_GET)) {
+            handle_status(a, ex);
+        }
+    } else if (path_is(ex, "/v1/members") && ex->method == HTTP_GET) {
+        bl_doc_reset(&a->doc, want_format(ex));
+        doc_members(a);
+        respond_doc(a, ex, 200, NULL, 0);
+    } else if (path_is(ex, "/readyz")) {
+        if (method_is(a, ex, HTTP_GET)) {
+            handle_ready(a, ex);
+        }
+    } else if (path_is(ex, "/v1/internal/publish")) {
+        if (method_is(a, ex, HTTP_POST)) {
+            handle_publish(a, ex);
+        }
+    } else {
+        for (unsigned i = 0; i < sizeof later / sizeof later[0]; i++) {
+            if (path_starts(ex, later[i]) || path_is(ex, "/v1/members")) {
+                respond_error(a, ex, BL_ENOTIMPL, "%s %.*s is not implemented by this version",
+                              method_name(ex->method), (int)ex->path_len, ex->path);
+                return;
+            }
+        }
+        respond_error(a, ex, BL_ENOTFOUND, "no such endpoint: %.*s", (int)ex->path_len,
+                      ex->path);
+    }
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------------------- */
+
+int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
+                 const struct bl_config *cfg, char *errmsg)
+{
+    struct bl_http_server_opts opts = {
+        .max_header_bytes = 16 * 1024,
+        .max_body_bytes = (size_t)cfg->max_request_bytes,
+        .request_timeout_ms = (unsigned)cfg->request_timeout_ms,
+        .idle_timeout_ms = 300000,
+        .max_connections = 10000,
+    };
+    int rv;
+
+    memset(a, 0, sizeof *a);
+    a->loop = loop;
+    a->member = member;
+    a->cfg = cfg;
+    bl_doc_init(&a->doc, BL_DOC_JSON);
+    rv = bl_http_client_init(loop, &a->client);
+    if (rv != 0) {
+        snprintf(errmsg, BL_ERRMSG_SIZE, "http client: %s", bl_strerror(rv));
+        bl_doc_free(&a->doc);
+        return rv;
+    }
+    rv = bl_http_server_start(loop, cfg->listen_client, &opts, bl_api_handle, a, &a->http,
+                              errmsg);
+    if (rv != 0) {
+        bl_http_client_close(a->client);
+        bl_doc_free(&a->doc);
+        return rv;
+    }
+    uv_timer_init(loop, &a->publish_timer);
+    a->publish_timer.data = a;
+    uv_timer_start(&a->publish_timer, publish_timer_cb, 200, PUBLISH_INTERVAL_MS);
+    return 0;
+}
+
+static void api_closed(void *arg)
+{
+    struct bl_api *a = arg;
+    bl_doc_free(&a->doc);
+    if (a->close_cb != NULL) {
+        a->close_cb(a->close_arg);
+    }
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct bl_api *a = h->data;
+    bl_http_server_close(a->http, api_closed, a);
+}
+
+void bl_api_close(struct bl_api *a, void (*cb)(void *arg), void *arg)
+{
+    a->close_cb = cb;
+    a->close_arg = arg;
+    a->member = NULL;
+    bl_http_client_close(a->client);
+    uv_close((uv_handle_t *)&a->publish_timer, timer_closed);
+}

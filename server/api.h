@@ -1,0 +1,49 @@
+/* The HTTP API of one member: routing, the KV and cluster handlers, and
+ * forwarding to the leader.
+ *
+ * The write path in one walk: kv_put() builds a bl_cmd from the request,
+ * bl_member_propose() hands it to Raft, the FSM applies it to LMDB, and
+ * write_done() renders the result. On a follower the same request is relayed
+ * to the leader's client address by forward(). Linearizable reads wait for
+ * bl_member_read_barrier() on the leader (forwarded from followers);
+ * serializable reads are answered from the local store at once.
+ *
+ * Ownership: struct bl_api is owned by the caller (main), which must keep the
+ * member and config alive until bl_api_close()'s callback. */
+#ifndef BALLAST_API_H
+#define BALLAST_API_H
+
+#include <uv.h>
+
+#include "config.h"
+#include "doc.h"
+#include "http.h"
+#include "http_client.h"
+#include "member.h"
+
+struct bl_api {
+    uv_loop_t *loop;
+    struct bl_member *member;
+    const struct bl_config *cfg;
+    struct bl_http_server *http;
+    struct bl_http_client *client;
+    struct bl_doc doc; /* scratch writer, reused by every reply */
+    uv_timer_t publish_timer;
+    bool publishing;
+    uint64_t request_seq;
+    unsigned pending; /* requests waiting on raft or the leader */
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
+
+/* Start serving the API on cfg->listen_client. */
+int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
+                 const struct bl_config *cfg, char *errmsg);
+
+/* Stop listening and close connections; @cb runs once everything is closed. */
+void bl_api_close(struct bl_api *a, void (*cb)(void *arg), void *arg);
+
+/* Route one request (the HTTP server's handler; exposed for tests). */
+void bl_api_handle(struct bl_http_exchange *ex, void *arg);
+
+#endif /* BALLAST_API_H */
