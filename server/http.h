@@ -84,6 +84,10 @@ void bl_http_server_close(struct bl_http_server *s, void (*cb)(void *arg), void 
 /* Number of open connections (for metrics and tests). */
 unsigned bl_http_server_connections(const struct bl_http_server *s);
 
+/* The TCP port @s listens on: the one chosen by the system when @host_port
+ * asked for port 0 (for tests). */
+int bl_http_server_port(const struct bl_http_server *s);
+
 /* The value of header @name (case-insensitive) or NULL; its length in *@len. */
 const char *bl_http_header_get(const struct bl_http_exchange *ex, const char *name, size_t *len);
 
