@@ -1,0 +1,1106 @@
+/* ballastctl: the command-line client of Ballast, built on libballast.
+ *
+ * The happy path: parse the flags (global ones are accepted anywhere, "--"
+ * ends them), pick the endpoints (--endpoints, else $BALLAST_ENDPOINTS, else
+ * 127.0.0.1:8379), create one client and run the command through it, so
+ * every command gets the library's failover and retries. "-o json" sends the
+ * same request as ballast_raw_request() asking for JSON and prints the body
+ * as the server wrote it.
+ *
+ * status and health are about members, not the cluster: they ask each
+ * endpoint on a connection of its own (ballast_*_endpoint, no failover,
+ * short timeouts), and status also asks every member the member table
+ * names that was not listed, so a dead member still gets its row.
+ *
+ * Exit status: 0 success, 1 a server or connection error (a message
+ * "ballastctl: <what>: <why>" on stderr), 2 bad usage (a usage line). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "ballast.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define DEFAULT_ENDPOINTS "127.0.0.1:8379"
+#define STDIN_MAX         (64 * 1024 * 1024) /* a value read from stdin */
+#define PAGE_LIMIT        1000               /* keys per page of get --prefix */
+#define MAX_POSITIONAL    8
+#define EXIT_OK           0
+#define EXIT_FAIL         1
+#define EXIT_USAGE        2
+
+enum fmt { FMT_TEXT, FMT_SIMPLE, FMT_TABLE, FMT_JSON };
+
+/* The parsed command line. */
+struct args {
+    const char *endpoints; /* NULL: environment or default */
+    enum fmt fmt;
+    unsigned timeout_ms; /* 0: library default */
+    int help;
+    int prefix, keys_only, count_only, serializable;
+    unsigned long long limit; /* 0: no limit */
+    int limit_set;
+    const char *bad_flag;            /* the first unknown flag, NULL if none */
+    const char *pos[MAX_POSITIONAL]; /* the command and its arguments */
+    int npos;
+};
+
+static const char USAGE[] =
+    "usage: ballastctl [--endpoints HOST:PORT,...] [-o text|simple|table|json] [--timeout D]\n"
+    "                  <put|get|del|status|members list|health> [args] [flags]\n";
+
+static const char HELP[] =
+    "ballastctl: command-line client of the Ballast key-value store.\n"
+    "\n"
+    "Usage: ballastctl [global flags] COMMAND [ARGS] [flags]\n"
+    "\n"
+    "Commands:\n"
+    "  put KEY VALUE          store VALUE under KEY; VALUE \"-\" reads it from stdin.\n"
+    "                         Prints OK.\n"
+    "  get KEY                print KEY and its value, each followed by a newline.\n"
+    "                         A missing key prints nothing, says \"ballastctl: get KEY: not\n"
+    "                         found\" on stderr and exits 1.\n"
+    "    --prefix             every key starting with KEY (KEY \"\" or left out: all keys),\n"
+    "                         sorted; pages are followed to the end. No match exits 0.\n"
+    "    --keys-only          print the keys only\n"
+    "    --count-only         print the number of keys only (with --prefix)\n"
+    "    --limit N            at most N keys (with --prefix)\n"
+    "    --serializable       read the member's own state (may be stale) instead of a\n"
+    "                         linearizable read\n"
+    "  del KEY [--prefix]     delete KEY (or every key starting with it); prints how many\n"
+    "                         keys were deleted. An absent key is not an error.\n"
+    "  status                 one row per member: asks every endpoint, and every member of\n"
+    "                         the member table not among them, each on its own; exits 1\n"
+    "                         only if none answered.\n"
+    "  members list           the member table\n"
+    "  health                 GET /healthz and /readyz on every endpoint; exits 1 if any\n"
+    "                         endpoint is unhealthy or not ready.\n"
+    "\n"
+    "Not supported by this version (they exit 2): txn, watch, lease, members add,\n"
+    "members remove, members promote, leader transfer, snapshot.\n"
+    "\n"
+    "Global flags (before or after the command; \"--\" ends the flags):\n"
+    "  --endpoints HOST:PORT,...  members to talk to, in order of preference; the\n"
+    "                         client fails over to the next one. Default:\n"
+    "                         $BALLAST_ENDPOINTS, else 127.0.0.1:8379.\n"
+    "  -o, --output FORMAT    text (default), simple, table, or json: the API's JSON\n"
+    "                         for the call (get --prefix: the first page only)\n"
+    "  --timeout DURATION     overall time for a command's request, retries included,\n"
+    "                         e.g. 500ms, 3s, 1m (default 10s)\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "Exit status: 0 success; 1 server or connection error (message on stderr);\n"
+    "2 bad usage.\n";
+
+/* --- messages ----------------------------------------------------------- */
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+static int
+usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("ballastctl: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n", stderr);
+    fputs(USAGE, stderr);
+    return EXIT_USAGE;
+}
+
+/* "ballastctl: <cmd> <key>: <message>" for a failed call; returns 1. */
+static int fail(struct ballast_client *c, const char *what, const char *key, size_t klen)
+{
+    fprintf(stderr, "ballastctl: %s%s%.*s: %s\n", what, key ? " " : "", (int)klen, key ? key : "",
+            ballast_errmsg(c));
+    return EXIT_FAIL;
+}
+
+/* --- argument parsing --------------------------------------------------- */
+
+/* Parse a duration ("500ms", "1.5s", "2m", "1h", a bare number is seconds)
+ * into milliseconds. Returns 0 or -1. */
+static int parse_duration(const char *s, unsigned *ms)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno != 0 || !(v > 0)) {
+        return -1;
+    }
+    double scale;
+    if (*end == '\0' || strcmp(end, "s") == 0) {
+        scale = 1000;
+    } else if (strcmp(end, "ms") == 0) {
+        scale = 1;
+    } else if (strcmp(end, "m") == 0) {
+        scale = 60000;
+    } else if (strcmp(end, "h") == 0) {
+        scale = 3600000;
+    } else {
+        return -1;
+    }
+    double t = v * scale;
+    if (t > 86400000.0) {
+        return -1;
+    }
+    *ms = t < 1 ? 1 : (unsigned)t;
+    return 0;
+}
+
+static int parse_format(const char *s, enum fmt *f)
+{
+    if (strcmp(s, "text") == 0 || strcmp(s, "human") == 0) {
+        *f = FMT_TEXT;
+    } else if (strcmp(s, "simple") == 0) {
+        *f = FMT_SIMPLE;
+    } else if (strcmp(s, "table") == 0) {
+        *f = FMT_TABLE;
+    } else if (strcmp(s, "json") == 0) {
+        *f = FMT_JSON;
+    } else {
+        return -1;
+    }
+    return 0;
+}
+
+/* Every flag, and whether it takes a value. */
+static const struct {
+    const char *name;
+    int takes_value;
+} FLAGS[] = {
+    {"-h", 0},       {"--help", 0},      {"--endpoints", 1},  {"--endpoint", 1},     {"-o", 1},
+    {"--output", 1}, {"-w", 1},          {"--write-out", 1},  {"--timeout", 1},      {"--limit", 1},
+    {"--prefix", 0}, {"--keys-only", 0}, {"--count-only", 0}, {"--serializable", 0},
+};
+
+static int find_flag(const char *name)
+{
+    for (size_t i = 0; i < sizeof FLAGS / sizeof FLAGS[0]; i++) {
+        if (strcmp(FLAGS[i].name, name) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Parse @argv into @a. Returns 0, or 2 after a usage message. */
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    int flags_done = 0;
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (flags_done || arg[0] != '-' || arg[1] == '\0') {
+            if (a->npos == MAX_POSITIONAL) {
+                return usage_error("too many arguments");
+            }
+            a->pos[a->npos++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            flags_done = 1;
+            continue;
+        }
+        /* "--name=value", "--name value", "-o value" or "-ovalue" */
+        char name[32];
+        const char *value = NULL;
+        const char *eq = arg[1] == '-' ? strchr(arg, '=') : NULL;
+        size_t nl = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (eq) {
+            value = eq + 1;
+        } else if ((arg[1] == 'o' || arg[1] == 'w') && arg[2] != '\0') {
+            nl = 2;
+            value = arg + 2;
+        }
+        int f = -1;
+        if (nl < sizeof name) {
+            memcpy(name, arg, nl);
+            name[nl] = '\0';
+            f = find_flag(name);
+        }
+        if (f < 0) {
+            if (!a->bad_flag) {
+                a->bad_flag = arg; /* reported once the command is known */
+            }
+            continue;
+        }
+        if (FLAGS[f].takes_value && !value) {
+            if (i + 1 >= argc) {
+                return usage_error("flag %s needs a value", name);
+            }
+            value = argv[++i];
+        } else if (!FLAGS[f].takes_value && value) {
+            return usage_error("flag %s takes no value", name);
+        }
+        if (strcmp(name, "-h") == 0 || strcmp(name, "--help") == 0) {
+            a->help = 1;
+        } else if (strcmp(name, "--endpoints") == 0 || strcmp(name, "--endpoint") == 0) {
+            a->endpoints = value;
+        } else if (strcmp(name, "-o") == 0 || strcmp(name, "--output") == 0 ||
+                   strcmp(name, "-w") == 0 || strcmp(name, "--write-out") == 0) {
+            if (parse_format(value, &a->fmt) != 0) {
+                return usage_error("unknown output format \"%s\" (want text, simple, table or "
+                                   "json)",
+                                   value);
+            }
+        } else if (strcmp(name, "--timeout") == 0) {
+            if (parse_duration(value, &a->timeout_ms) != 0) {
+                return usage_error("bad duration \"%s\" (e.g. 500ms, 5s, 1m)", value);
+            }
+        } else if (strcmp(name, "--limit") == 0) {
+            char *end;
+            errno = 0;
+            a->limit = strtoull(value, &end, 10);
+            if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0 || a->limit == 0) {
+                return usage_error("bad --limit \"%s\" (want a positive number)", value);
+            }
+            a->limit_set = 1;
+        } else if (strcmp(name, "--prefix") == 0) {
+            a->prefix = 1;
+        } else if (strcmp(name, "--keys-only") == 0) {
+            a->keys_only = 1;
+        } else if (strcmp(name, "--count-only") == 0) {
+            a->count_only = 1;
+        } else if (strcmp(name, "--serializable") == 0) {
+            a->serializable = 1;
+        }
+    }
+    return 0;
+}
+
+/* --- output helpers ----------------------------------------------------- */
+
+/* A copy of @n bytes at @p with control bytes written as \xNN (for tables). */
+static char *printable(const char *p, size_t n)
+{
+    char *out = malloc(n * 4 + 1), *o = out;
+    if (!out) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if (ch < 0x20 || ch == 0x7f) {
+            o += sprintf(o, "\\x%02x", ch);
+        } else {
+            *o++ = (char)ch;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Write @s as a JSON string. */
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\') {
+            fprintf(f, "\\%c", ch);
+        } else if (ch < 0x20) {
+            fprintf(f, "\\u%04x", ch);
+        } else {
+            fputc(ch, f);
+        }
+    }
+    fputc('"', f);
+}
+
+/* Print a raw JSON body and a newline if it lacks one. */
+static void print_body(const char *body, size_t len)
+{
+    fwrite(body, 1, len, stdout);
+    if (len == 0 || body[len - 1] != '\n') {
+        fputc('\n', stdout);
+    }
+}
+
+/* Sizes as etcdctl prints them (SI units): "999 B", "1.5 kB", "20 kB". */
+static void human_bytes(uint64_t b, char *out, size_t n)
+{
+    static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB"};
+    if (b < 10) {
+        snprintf(out, n, "%u B", (unsigned)b);
+        return;
+    }
+    double v = (double)b;
+    int e = 0;
+    while (v >= 1000 && e < 6) {
+        v /= 1000;
+        e++;
+    }
+    v = (double)(long long)(v * 10 + 0.5) / 10;
+    snprintf(out, n, v < 10 ? "%.1f %s" : "%.0f %s", v, units[e]);
+}
+
+/* A table of strings, printed with borders like etcdctl -w table, or as
+ * comma-separated lines (simple). */
+struct table {
+    size_t ncols;
+    const char *const *header;
+    char **cells; /* nrows * ncols, owned */
+    size_t nrows, cap;
+};
+
+/* Display width of UTF-8 text: code points, not bytes. */
+static size_t text_width(const char *s)
+{
+    size_t w = 0;
+    for (; *s; s++) {
+        w += ((unsigned char)*s & 0xc0) != 0x80;
+    }
+    return w;
+}
+
+/* Append a row of ncols cells (copied). Returns 0 or -1 out of memory. */
+static int table_add(struct table *t, const char *const *row)
+{
+    if (t->nrows == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 8;
+        char **cells = realloc(t->cells, cap * t->ncols * sizeof *cells);
+        if (!cells) {
+            return -1;
+        }
+        t->cells = cells;
+        t->cap = cap;
+    }
+    char **r = t->cells + t->nrows * t->ncols;
+    for (size_t i = 0; i < t->ncols; i++) {
+        r[i] = strdup(row[i] ? row[i] : "");
+        if (!r[i]) {
+            for (size_t j = 0; j < i; j++) {
+                free(r[j]);
+            }
+            return -1;
+        }
+    }
+    t->nrows++;
+    return 0;
+}
+
+static void table_free(struct table *t)
+{
+    for (size_t i = 0; i < t->nrows * t->ncols; i++) {
+        free(t->cells[i]);
+    }
+    free(t->cells);
+    t->cells = NULL;
+    t->nrows = t->cap = 0;
+}
+
+static void table_rule(const size_t *w, size_t ncols)
+{
+    for (size_t i = 0; i < ncols; i++) {
+        fputc('+', stdout);
+        for (size_t k = 0; k < w[i] + 2; k++) {
+            fputc('-', stdout);
+        }
+    }
+    fputs("+\n", stdout);
+}
+
+static void table_line(const size_t *w, size_t ncols, const char *const *cells, int center)
+{
+    for (size_t i = 0; i < ncols; i++) {
+        size_t pad = w[i] - text_width(cells[i]);
+        size_t left = center ? pad / 2 : 0;
+        printf("| %*s%s%*s ", (int)left, "", cells[i], (int)(pad - left), "");
+    }
+    fputs("|\n", stdout);
+}
+
+static void table_print(const struct table *t, enum fmt fmt)
+{
+    if (fmt == FMT_SIMPLE) {
+        for (size_t r = 0; r < t->nrows; r++) {
+            for (size_t i = 0; i < t->ncols; i++) {
+                printf("%s%s", i ? ", " : "", t->cells[r * t->ncols + i]);
+            }
+            fputc('\n', stdout);
+        }
+        return;
+    }
+    size_t w[16] = {0};
+    for (size_t i = 0; i < t->ncols && i < 16; i++) {
+        w[i] = text_width(t->header[i]);
+        for (size_t r = 0; r < t->nrows; r++) {
+            size_t cw = text_width(t->cells[r * t->ncols + i]);
+            w[i] = cw > w[i] ? cw : w[i];
+        }
+    }
+    table_rule(w, t->ncols);
+    table_line(w, t->ncols, t->header, 1);
+    table_rule(w, t->ncols);
+    for (size_t r = 0; r < t->nrows; r++) {
+        table_line(w, t->ncols, (const char *const *)(t->cells + r * t->ncols), 0);
+    }
+    table_rule(w, t->ncols);
+}
+
+/* --- put / get / del ---------------------------------------------------- */
+
+/* Read all of stdin into a buffer to free with free(). */
+static char *read_stdin(size_t *len)
+{
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t r = fread(buf + n, 1, cap - n, stdin);
+        n += r;
+        if (r == 0) {
+            if (ferror(stdin)) {
+                fprintf(stderr, "ballastctl: put: reading stdin: %s\n", strerror(errno));
+                free(buf);
+                return NULL;
+            }
+            *len = n;
+            return buf;
+        }
+        if (n == cap) {
+            if (cap >= STDIN_MAX) {
+                fprintf(stderr, "ballastctl: put: value on stdin is over %d bytes\n", STDIN_MAX);
+                free(buf);
+                return NULL;
+            }
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    fprintf(stderr, "ballastctl: put: out of memory\n");
+    return NULL;
+}
+
+/* Run a raw JSON request and print its body; for -o json. */
+static int raw_json(struct ballast_client *c, const char *what, const char *key, size_t klen,
+                    const char *method, const char *target, const void *body, size_t len)
+{
+    int status;
+    void *resp;
+    size_t rlen;
+    int rv = ballast_raw_request(c, method, target, body, len, 1, &status, &resp, &rlen);
+    ballast_free(rv != 0 ? resp : NULL);
+    if (rv == BALLAST_ENOTFOUND && strcmp(what, "get") == 0 && !strstr(target, "?prefix")) {
+        fprintf(stderr, "ballastctl: get %.*s: not found\n", (int)klen, key);
+        return EXIT_FAIL;
+    }
+    if (rv != 0) {
+        return fail(c, what, key, klen);
+    }
+    print_body(resp, rlen);
+    ballast_free(resp);
+    return EXIT_OK;
+}
+
+/* "/v1/kv/<escaped key>" followed by @query (may be ""). */
+static char *kv_target(const char *key, size_t klen, const char *query)
+{
+    char *esc = ballast_escape(key, klen);
+    if (!esc) {
+        return NULL;
+    }
+    size_t n = strlen(esc) + strlen(query) + 8;
+    char *t = malloc(n);
+    if (t) {
+        snprintf(t, n, "/v1/kv/%s%s", esc, query);
+    }
+    ballast_free(esc);
+    return t;
+}
+
+static int cmd_put(struct ballast_client *c, const struct args *a)
+{
+    const char *key = a->pos[1];
+    size_t klen = strlen(key);
+    const char *value = a->pos[2];
+    size_t vlen = strlen(value);
+    char *owned = NULL;
+    int rv;
+    if (strcmp(value, "-") == 0) {
+        owned = read_stdin(&vlen);
+        if (!owned) {
+            return EXIT_FAIL;
+        }
+        value = owned;
+    }
+    if (a->fmt == FMT_JSON) {
+        char *t = kv_target(key, klen, "");
+        rv = t ? raw_json(c, "put", key, klen, "PUT", t, value, vlen) : EXIT_FAIL;
+        free(t);
+    } else if (ballast_put(c, key, klen, value, vlen, NULL, NULL) != 0) {
+        rv = fail(c, "put", key, klen);
+    } else {
+        puts("OK");
+        rv = EXIT_OK;
+    }
+    free(owned);
+    return rv;
+}
+
+/* Print @n kvs in the text/simple formats, or add them to @t (table). */
+static int print_kvs(const struct ballast_kv *kvs, size_t n, const struct args *a, struct table *t)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct ballast_kv *kv = &kvs[i];
+        if (a->fmt == FMT_TABLE) {
+            char cr[24], mr[24], ver[24], lease[24];
+            char *k = printable(kv->key, kv->key_len);
+            char *v = printable(kv->value, kv->value_len);
+            snprintf(cr, sizeof cr, "%lld", (long long)kv->create_revision);
+            snprintf(mr, sizeof mr, "%lld", (long long)kv->mod_revision);
+            snprintf(ver, sizeof ver, "%lld", (long long)kv->version);
+            snprintf(lease, sizeof lease, "%lld", (long long)kv->lease);
+            const char *row[] = {k, v, cr, mr, ver, lease};
+            int r = k && v ? table_add(t, row) : -1;
+            free(k);
+            free(v);
+            if (r != 0) {
+                fputs("ballastctl: get: out of memory\n", stderr);
+                return -1;
+            }
+            continue;
+        }
+        fwrite(kv->key, 1, kv->key_len, stdout);
+        fputc('\n', stdout);
+        if (!a->keys_only) {
+            fwrite(kv->value, 1, kv->value_len, stdout);
+            fputc('\n', stdout);
+        }
+    }
+    return 0;
+}
+
+static int cmd_get_prefix(struct ballast_client *c, const struct args *a, const char *key,
+                          size_t klen)
+{
+    int consistency = a->serializable ? BALLAST_SERIALIZABLE : BALLAST_LINEARIZABLE;
+    if (a->fmt == FMT_JSON) {
+        char q[96];
+        unsigned long long lim = a->limit > 10000 ? 10000 : a->limit;
+        snprintf(q, sizeof q, "?prefix");
+        if (lim > 0) {
+            snprintf(q + strlen(q), sizeof q - strlen(q), "&limit=%llu", lim);
+        }
+        snprintf(q + strlen(q), sizeof q - strlen(q), "%s%s%s", a->keys_only ? "&keys" : "",
+                 a->count_only ? "&count" : "", a->serializable ? "&consistency=serializable" : "");
+        char *t = kv_target(key, klen, q);
+        int rv = t ? raw_json(c, "get", key, klen, "GET", t, NULL, 0) : EXIT_FAIL;
+        free(t);
+        return rv;
+    }
+    static const char *const hdr[] = {"KEY", "VALUE", "CREATE_REV", "MOD_REV", "VERSION", "LEASE"};
+    struct table t = {a->keys_only ? 1 : 6, hdr, NULL, 0, 0};
+    struct ballast_range_opts o = {0};
+    struct ballast_range_result r;
+    char *after = NULL;
+    unsigned long long got = 0;
+    int rv = EXIT_OK;
+    o.keys_only = a->keys_only;
+    o.count_only = a->count_only;
+    o.consistency = consistency;
+    for (;;) {
+        unsigned long long left = a->limit ? a->limit - got : PAGE_LIMIT;
+        o.limit = (unsigned)(left < PAGE_LIMIT ? left : PAGE_LIMIT);
+        if (ballast_range(c, key, klen, &o, &r) != 0) {
+            rv = fail(c, "get", key, klen);
+            break;
+        }
+        if (a->count_only) {
+            printf("%lld\n", (long long)r.count);
+            ballast_range_result_free(&r);
+            break;
+        }
+        if (print_kvs(r.kvs, r.n, a, &t) != 0) {
+            ballast_range_result_free(&r);
+            rv = EXIT_FAIL;
+            break;
+        }
+        got += r.n;
+        int again = r.more && r.n > 0 && (!a->limit || got < a->limit);
+        if (again) {
+            const struct ballast_kv *last = &r.kvs[r.n - 1];
+            char *na = malloc(last->key_len + 1);
+            if (!na) {
+                ballast_range_result_free(&r);
+                fputs("ballastctl: get: out of memory\n", stderr);
+                rv = EXIT_FAIL;
+                break;
+            }
+            memcpy(na, last->key, last->key_len);
+            free(after);
+            after = na;
+            o.after = after;
+            o.after_len = last->key_len;
+        }
+        ballast_range_result_free(&r);
+        if (!again) {
+            break;
+        }
+    }
+    if (rv == EXIT_OK && a->fmt == FMT_TABLE && !a->count_only) {
+        table_print(&t, FMT_TABLE);
+    }
+    table_free(&t);
+    free(after);
+    return rv;
+}
+
+static int cmd_get(struct ballast_client *c, const struct args *a)
+{
+    const char *key = a->npos > 1 ? a->pos[1] : "";
+    size_t klen = strlen(key);
+    if (a->prefix) {
+        return cmd_get_prefix(c, a, key, klen);
+    }
+    int consistency = a->serializable ? BALLAST_SERIALIZABLE : BALLAST_LINEARIZABLE;
+    if (a->fmt == FMT_JSON) {
+        char *t = kv_target(key, klen, a->serializable ? "?consistency=serializable" : "");
+        int rv = t ? raw_json(c, "get", key, klen, "GET", t, NULL, 0) : EXIT_FAIL;
+        free(t);
+        return rv;
+    }
+    struct ballast_kv *kv;
+    int rv = ballast_get(c, key, klen, consistency, &kv);
+    if (rv == BALLAST_ENOTFOUND) {
+        fprintf(stderr, "ballastctl: get %s: not found\n", key);
+        return EXIT_FAIL;
+    }
+    if (rv != 0) {
+        return fail(c, "get", key, klen);
+    }
+    static const char *const hdr[] = {"KEY", "VALUE", "CREATE_REV", "MOD_REV", "VERSION", "LEASE"};
+    struct table t = {a->keys_only ? 1 : 6, hdr, NULL, 0, 0};
+    rv = print_kvs(kv, 1, a, &t) == 0 ? EXIT_OK : EXIT_FAIL;
+    if (rv == EXIT_OK && a->fmt == FMT_TABLE) {
+        table_print(&t, FMT_TABLE);
+    }
+    table_free(&t);
+    ballast_kv_free(kv);
+    return rv;
+}
+
+static int cmd_del(struct ballast_client *c, const struct args *a)
+{
+    const char *key = a->npos > 1 ? a->pos[1] : "";
+    size_t klen = strlen(key);
+    if (a->fmt == FMT_JSON) {
+        char *t = kv_target(key, klen, a->prefix ? "?prefix" : "");
+        int rv = t ? raw_json(c, "del", key, klen, "DELETE", t, NULL, 0) : EXIT_FAIL;
+        free(t);
+        return rv;
+    }
+    struct ballast_delete_opts o = BALLAST_DELETE_OPTS_INIT;
+    struct ballast_delete_result r;
+    o.prefix = a->prefix;
+    if (ballast_delete(c, key, klen, &o, &r) != 0) {
+        return fail(c, "del", key, klen);
+    }
+    printf("%lld\n", (long long)r.deleted);
+    ballast_delete_result_free(&r);
+    return EXIT_OK;
+}
+
+/* --- status / members / health ----------------------------------------- */
+
+/* "host:port" for a client URL or endpoint ("http://h:p/" -> "h:p"; a
+ * missing port is 8379), written into @out. */
+static void normalize_endpoint(const char *s, char *out, size_t n)
+{
+    if (strncasecmp(s, "http://", 7) == 0) {
+        s += 7;
+    }
+    size_t len = strcspn(s, "/");
+    const char *rb = memchr(s, ']', len);
+    const char *colon = memchr(rb ? rb : s, ':', len - (size_t)((rb ? rb : s) - s));
+    int bare_v6 = !rb && colon && memchr(colon + 1, ':', len - (size_t)(colon + 1 - s));
+    if (bare_v6) {
+        snprintf(out, n, "[%.*s]:8379", (int)len, s);
+    } else if (!colon) {
+        snprintf(out, n, "%.*s:8379", (int)len, s);
+    } else {
+        snprintf(out, n, "%.*s", (int)len, s);
+    }
+}
+
+/* One row of status: an endpoint and what it answered. */
+struct status_row {
+    char endpoint[300];
+    struct ballast_status *st; /* NULL: unreachable */
+    char err[256];
+    const struct ballast_member *m; /* from a member table, when known */
+};
+
+static int find_row(const struct status_row *rows, size_t n, const char *ep)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].endpoint, ep) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+static int cmd_status(struct ballast_client *c, const struct args *a)
+{
+    size_t cap = ballast_endpoint_count(c) + 8, n = 0;
+    struct status_row *rows = calloc(cap, sizeof *rows);
+    int answered = 0, rv = EXIT_OK;
+    if (!rows) {
+        fputs("ballastctl: status: out of memory\n", stderr);
+        return EXIT_FAIL;
+    }
+    for (size_t i = 0; i < ballast_endpoint_count(c); i++) {
+        char ep[300];
+        normalize_endpoint(ballast_endpoint_at(c, i), ep, sizeof ep);
+        if (find_row(rows, n, ep) < 0) {
+            snprintf(rows[n++].endpoint, sizeof rows[0].endpoint, "%s", ep);
+        }
+    }
+    /* Ask each row; rows grow with members found in member tables. */
+    for (size_t i = 0; i < n; i++) {
+        struct status_row *row = &rows[i];
+        if (ballast_status_endpoint(c, row->endpoint, &row->st) != 0) {
+            snprintf(row->err, sizeof row->err, "%s", ballast_errmsg(c));
+            continue;
+        }
+        answered++;
+        for (size_t k = 0; k < row->st->n_members; k++) {
+            const struct ballast_member *m = &row->st->members[k];
+            char ep[300];
+            if (!m->client_url[0]) {
+                continue;
+            }
+            normalize_endpoint(m->client_url, ep, sizeof ep);
+            int j = find_row(rows, n, ep);
+            for (size_t q = 0; j < 0 && q < n; q++) {
+                if (rows[q].st && rows[q].st->id == m->id) {
+                    j = (int)q; /* answered already under another name */
+                }
+            }
+            if (j >= 0) {
+                if (!rows[j].m) {
+                    rows[j].m = m;
+                }
+                continue;
+            }
+            if (n == cap) {
+                struct status_row *nr = realloc(rows, cap * 2 * sizeof *rows);
+                if (!nr) {
+                    continue;
+                }
+                memset(nr + cap, 0, cap * sizeof *rows);
+                rows = nr;
+                cap *= 2;
+                row = &rows[i];
+            }
+            snprintf(rows[n].endpoint, sizeof rows[0].endpoint, "%s", ep);
+            rows[n].m = m;
+            n++;
+        }
+    }
+    if (a->fmt == FMT_JSON) {
+        fputs("[", stdout);
+        for (size_t i = 0; i < n; i++) {
+            int status;
+            void *body = NULL;
+            size_t len = 0;
+            int r = -1;
+            if (rows[i].st) {
+                r = ballast_raw_request_endpoint(c, rows[i].endpoint, "GET", "/v1/status", NULL, 0,
+                                                 1, &status, &body, &len);
+                if (r != 0) {
+                    snprintf(rows[i].err, sizeof rows[i].err, "%s", ballast_errmsg(c));
+                }
+            }
+            printf("%s\n{\"endpoint\":", i ? "," : "");
+            json_string(stdout, rows[i].endpoint);
+            if (r == 0) {
+                fputs(",\"status\":", stdout);
+                while (len > 0 &&
+                       (((char *)body)[len - 1] == '\n' || ((char *)body)[len - 1] == ' ')) {
+                    len--;
+                }
+                fwrite(body, 1, len, stdout);
+            } else {
+                fputs(",\"error\":", stdout);
+                json_string(stdout, rows[i].err);
+            }
+            fputs("}", stdout);
+            ballast_free(body);
+        }
+        fputs("\n]\n", stdout);
+    } else {
+        static const char *const hdr[] = {"ENDPOINT", "NAME",    "ID",        "ROLE",
+                                          "LEADER",   "TERM",    "COMMIT",    "APPLIED",
+                                          "REVISION", "DB SIZE", "REACHABLE", "ERRORS"};
+        struct table t = {12, hdr, NULL, 0, 0};
+        for (size_t i = 0; i < n; i++) {
+            const struct status_row *row = &rows[i];
+            const struct ballast_status *st = row->st;
+            char id[24] = "", leader[24] = "", term[24] = "", commit[24] = "", applied[24] = "",
+                 rev[24] = "", size[24] = "";
+            const char *name = "";
+            if (st) {
+                name = st->name;
+                snprintf(id, sizeof id, "%llu", (unsigned long long)st->id);
+                snprintf(leader, sizeof leader, "%llu", (unsigned long long)st->leader);
+                snprintf(term, sizeof term, "%llu", (unsigned long long)st->term);
+                snprintf(commit, sizeof commit, "%llu", (unsigned long long)st->commit_index);
+                snprintf(applied, sizeof applied, "%llu", (unsigned long long)st->applied_index);
+                snprintf(rev, sizeof rev, "%lld", (long long)st->revision);
+                human_bytes(st->db_bytes, size, sizeof size);
+            } else if (row->m) {
+                name = row->m->name;
+                snprintf(id, sizeof id, "%llu", (unsigned long long)row->m->id);
+            }
+            const char *cells[] = {
+                row->endpoint, name, id,   st ? st->role : "",    leader,  term, commit,
+                applied,       rev,  size, st ? "true" : "false", row->err};
+            if (table_add(&t, cells) != 0) {
+                fputs("ballastctl: status: out of memory\n", stderr);
+                rv = EXIT_FAIL;
+                break;
+            }
+        }
+        if (rv == EXIT_OK) {
+            table_print(&t, a->fmt == FMT_SIMPLE ? FMT_SIMPLE : FMT_TABLE);
+        }
+        table_free(&t);
+    }
+    if (answered == 0) {
+        fprintf(stderr, "ballastctl: status: no endpoint answered%s%s\n", n ? ": " : "",
+                n ? rows[n - 1].err : "");
+        rv = EXIT_FAIL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ballast_status_free(rows[i].st);
+    }
+    free(rows);
+    return rv;
+}
+
+static int cmd_members_list(struct ballast_client *c, const struct args *a)
+{
+    if (a->fmt == FMT_JSON) {
+        return raw_json(c, "members list", NULL, 0, "GET", "/v1/members", NULL, 0);
+    }
+    struct ballast_member *m;
+    size_t n;
+    if (ballast_members(c, &m, &n) != 0) {
+        return fail(c, "members list", NULL, 0);
+    }
+    static const char *const hdr[] = {"ID",   "NAME",      "PEER URL", "CLIENT URL",
+                                      "ROLE", "REACHABLE", "MATCH"};
+    struct table t = {7, hdr, NULL, 0, 0};
+    int rv = EXIT_OK;
+    for (size_t i = 0; i < n; i++) {
+        char id[24], match[24];
+        snprintf(id, sizeof id, "%llu", (unsigned long long)m[i].id);
+        snprintf(match, sizeof match, "%llu", (unsigned long long)m[i].match_index);
+        const char *cells[] = {id,
+                               m[i].name,
+                               m[i].peer_url,
+                               m[i].client_url,
+                               m[i].role,
+                               m[i].reachable ? "true" : "false",
+                               match};
+        if (table_add(&t, cells) != 0) {
+            fputs("ballastctl: members list: out of memory\n", stderr);
+            rv = EXIT_FAIL;
+            break;
+        }
+    }
+    if (rv == EXIT_OK) {
+        table_print(&t, a->fmt == FMT_SIMPLE ? FMT_SIMPLE : FMT_TABLE);
+    }
+    table_free(&t);
+    ballast_members_free(m, n);
+    return rv;
+}
+
+/* GET @path on @ep alone; returns 0 when it answered 2xx, else copies the
+ * reason into @err. */
+static int probe(struct ballast_client *c, const char *ep, const char *path, char *err, size_t n)
+{
+    int status;
+    void *body;
+    size_t len;
+    int rv = ballast_raw_request_endpoint(c, ep, "GET", path, NULL, 0, 1, &status, &body, &len);
+    if (rv != 0) {
+        snprintf(err, n, "%s", ballast_errmsg(c));
+    }
+    ballast_free(body);
+    return rv;
+}
+
+static int cmd_health(struct ballast_client *c, const struct args *a)
+{
+    int rv = EXIT_OK;
+    if (a->fmt == FMT_JSON) {
+        fputs("[", stdout);
+    }
+    for (size_t i = 0; i < ballast_endpoint_count(c); i++) {
+        const char *ep = ballast_endpoint_at(c, i);
+        char err[256] = "";
+        int healthy = probe(c, ep, "/healthz", err, sizeof err) == 0;
+        int ready = healthy && probe(c, ep, "/readyz", err, sizeof err) == 0;
+        if (!ready) {
+            rv = EXIT_FAIL;
+        }
+        if (a->fmt == FMT_JSON) {
+            printf("%s\n{\"endpoint\":", i ? "," : "");
+            json_string(stdout, ep);
+            printf(",\"health\":%s,\"ready\":%s", healthy ? "true" : "false",
+                   ready ? "true" : "false");
+            if (!ready) {
+                fputs(",\"error\":", stdout);
+                json_string(stdout, err);
+            }
+            fputs("}", stdout);
+        } else if (!healthy) {
+            printf("%s is unhealthy: %s\n", ep, err);
+        } else {
+            printf("%s is healthy\n", ep);
+            if (ready) {
+                printf("%s is ready\n", ep);
+            } else {
+                printf("%s is not ready: %s\n", ep, err);
+            }
+        }
+    }
+    if (a->fmt == FMT_JSON) {
+        fputs("\n]\n", stdout);
+    }
+    return rv;
+}
+
+/* --- main --------------------------------------------------------------- */
+
+/* Whether the command is one this version does not implement. */
+static int unsupported(const struct args *a)
+{
+    static const char *const cmds[] = {"txn", "watch", "lease", "leader", "snapshot"};
+    const char *cmd = a->pos[0];
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        if (strcmp(cmd, cmds[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a;
+    if (parse_args(argc, argv, &a) != 0) {
+        return EXIT_USAGE;
+    }
+    if (a.help || (a.npos > 0 && strcmp(a.pos[0], "help") == 0)) {
+        fputs(HELP, stdout);
+        return EXIT_OK;
+    }
+    if (a.npos == 0) {
+        return usage_error("no command given");
+    }
+    const char *cmd = a.pos[0];
+    int members = strcmp(cmd, "members") == 0 || strcmp(cmd, "member") == 0;
+    if (unsupported(&a) || (members && a.npos > 1 &&
+                            (strcmp(a.pos[1], "add") == 0 || strcmp(a.pos[1], "remove") == 0 ||
+                             strcmp(a.pos[1], "promote") == 0))) {
+        /* name the subcommand too: "lease grant", "members add" */
+        int sub = a.npos > 1 && strcmp(cmd, "txn") != 0 && strcmp(cmd, "watch") != 0;
+        fprintf(stderr, "ballastctl: %s%s%s is not supported by this version\n", cmd,
+                sub ? " " : "", sub ? a.pos[1] : "");
+        return EXIT_USAGE;
+    }
+    if (a.bad_flag) {
+        return usage_error("unknown flag %s (use -- before a key or value starting with '-')",
+                           a.bad_flag);
+    }
+    int (*run)(struct ballast_client *, const struct args *) = NULL;
+    int is_get = strcmp(cmd, "get") == 0;
+    int is_del = strcmp(cmd, "del") == 0 || strcmp(cmd, "delete") == 0;
+    if (strcmp(cmd, "put") == 0) {
+        if (a.npos != 3) {
+            return usage_error("put wants KEY VALUE");
+        }
+        run = cmd_put;
+    } else if (is_get) {
+        if (a.npos > 2 || (a.npos < 2 && !a.prefix)) {
+            return usage_error("get wants KEY");
+        }
+        if ((a.limit_set || a.count_only) && !a.prefix) {
+            return usage_error("--limit and --count-only need --prefix");
+        }
+        run = cmd_get;
+    } else if (is_del) {
+        if (a.npos > 2 || (a.npos < 2 && !a.prefix)) {
+            return usage_error("del wants KEY");
+        }
+        run = cmd_del;
+    } else if (strcmp(cmd, "status") == 0) {
+        if (a.npos != 1) {
+            return usage_error("status takes no arguments");
+        }
+        run = cmd_status;
+    } else if (members) {
+        if (a.npos != 2 || strcmp(a.pos[1], "list") != 0) {
+            return usage_error("members wants list");
+        }
+        run = cmd_members_list;
+    } else if (strcmp(cmd, "health") == 0) {
+        if (a.npos != 1) {
+            return usage_error("health takes no arguments");
+        }
+        run = cmd_health;
+    } else {
+        return usage_error("unknown command \"%s\"", cmd);
+    }
+    if ((a.prefix && !is_get && !is_del) ||
+        ((a.keys_only || a.serializable || a.limit_set || a.count_only) && !is_get)) {
+        return usage_error("flag not valid for %s", cmd);
+    }
+    if (a.npos > 1 && a.pos[1][0] == '\0' && !a.prefix) {
+        return usage_error("empty key");
+    }
+
+    const char *endpoints = a.endpoints;
+    if (!endpoints) {
+        endpoints = getenv("BALLAST_ENDPOINTS");
+    }
+    if (!endpoints || !*endpoints) {
+        endpoints = DEFAULT_ENDPOINTS;
+    }
+    struct ballast_options o = {0};
+    o.request_timeout_ms = a.timeout_ms;
+    if (run == cmd_status || run == cmd_health) {
+        /* one member at a time, no failover: fail fast on a dead one */
+        o.connect_timeout_ms = 1000;
+        o.attempt_timeout_ms = 3000;
+    }
+    char err[256];
+    struct ballast_client *c = ballast_client_new(endpoints, &o, err, sizeof err);
+    if (!c) {
+        return usage_error("%s", err);
+    }
+    int rv = run(c, &a);
+    ballast_client_free(c);
+    if (fflush(stdout) != 0 && rv == EXIT_OK) {
+        fprintf(stderr, "ballastctl: writing output: %s\n", strerror(errno));
+        rv = EXIT_FAIL;
+    }
+    return rv;
+}
