@@ -70,26 +70,38 @@ static struct bl_http_header header(const char *name, const char *value)
     return h;
 }
 
+/* Fill the headers every response carries (revision, term, applied index)
+ * into @out; their values live in @a until the next call. */
+static unsigned standard_headers(void *arg, struct bl_http_header *out, unsigned max)
+{
+    struct bl_api *a = arg;
+    uint64_t t = 0, i = 0, r = 0;
+
+    if (max < 3) {
+        return 0;
+    }
+    if (a->member != NULL) {
+        bl_member_indexes(a->member, &t, &i, &r);
+    }
+    snprintf(a->hdr_rev, sizeof a->hdr_rev, "%" PRIu64, r);
+    snprintf(a->hdr_term, sizeof a->hdr_term, "%" PRIu64, t);
+    snprintf(a->hdr_index, sizeof a->hdr_index, "%" PRIu64, i);
+    out[0] = header("X-Ballast-Revision", a->hdr_rev);
+    out[1] = header("X-Ballast-Raft-Term", a->hdr_term);
+    out[2] = header("X-Ballast-Raft-Index", a->hdr_index);
+    return 3;
+}
+
 /* Reply with @body and the standard headers plus @extra. */
 static void respond(struct bl_api *a, struct bl_http_exchange *ex, int status,
                     const char *content_type, const void *body, size_t len,
                     const struct bl_http_header *extra, unsigned n_extra)
 {
     struct bl_http_header h[16];
-    char rev[24] = "0", term[24] = "0", index[24] = "0";
     unsigned n = 0;
 
-    if (a->member != NULL) {
-        uint64_t t, i, r;
-        bl_member_indexes(a->member, &t, &i, &r);
-        snprintf(rev, sizeof rev, "%" PRIu64, r);
-        snprintf(term, sizeof term, "%" PRIu64, t);
-        snprintf(index, sizeof index, "%" PRIu64, i);
-    }
     h[n++] = header("Content-Type", content_type);
-    h[n++] = header("X-Ballast-Revision", rev);
-    h[n++] = header("X-Ballast-Raft-Term", term);
-    h[n++] = header("X-Ballast-Raft-Index", index);
+    n += standard_headers(a, h + n, 16 - n);
     for (unsigned i = 0; i < n_extra && n < 16; i++) {
         h[n++] = extra[i];
     }
@@ -299,9 +311,16 @@ static void serve_read(struct call *c)
     }
     bl_doc_reset(d, c->format);
     if (c->prefix) {
-        struct range_walk w = {.d = d};
+        struct range_walk w = {.d = d}, total = {.d = d};
         uint64_t n;
+        /* w counts what is left from this page on (for "more"); total the
+         * whole range (the "count" field), both in this one read txn. */
         rv = bl_store_kv_scan(txn, c->key, c->key_len, c->after, c->after_len, count_cb, &w);
+        if (rv == 0 && c->after_len > 0) {
+            rv = bl_store_kv_scan(txn, c->key, c->key_len, NULL, 0, count_cb, &total);
+        } else {
+            total.count = w.count;
+        }
         n = w.count < c->limit ? w.count : c->limit;
         bl_doc_map(d, 4);
         bl_doc_key(d, "kvs");
@@ -313,7 +332,7 @@ static void serve_read(struct call *c)
         bl_doc_key(d, "more");
         bl_doc_bool(d, !c->count_only && w.count > c->limit);
         bl_doc_key(d, "count");
-        bl_doc_uint(d, w.count);
+        bl_doc_uint(d, total.count);
         bl_doc_key(d, "revision");
         bl_doc_uint(d, revision);
         bl_store_abort(txn);
@@ -915,6 +934,7 @@ int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
         .request_timeout_ms = (unsigned)cfg->request_timeout_ms,
         .idle_timeout_ms = 300000,
         .max_connections = 10000,
+        .extra_headers = standard_headers,
     };
     int rv;
 

@@ -752,8 +752,10 @@ static void conn_enqueue(struct conn *c, struct exchange *ex)
 /* Queue an error reply that ends the connection, behind the pending ones. */
 static void conn_reply_error(struct conn *c, int status, const char *code, const char *message)
 {
-    static const struct bl_http_header JSON = {"Content-Type", 12, "application/json", 16};
+    struct bl_http_header h[9] = {{"Content-Type", 12, "application/json", 16}};
+    struct bl_http_server *s = c->srv;
     struct exchange *ex = c->cur;
+    unsigned n = 1;
     char body[512];
     size_t len;
 
@@ -774,7 +776,10 @@ static void conn_reply_error(struct conn *c, int status, const char *code, const
     conn_timer(c, TIMER_OFF, 0);
     conn_enqueue(c, ex);
     len = json_error(body, sizeof body, code, message);
-    if (ex_put_reply(ex, status, &JSON, 1, body, len) != BL_OK) {
+    if (s->opts.extra_headers != NULL) {
+        n += s->opts.extra_headers(s->handler_arg, h + 1, 8);
+    }
+    if (ex_put_reply(ex, status, h, n, body, len) != BL_OK) {
         conn_close(c);
         return;
     }

@@ -67,6 +67,11 @@ struct bl_http_server_opts {
     unsigned request_timeout_ms; /* default 30000; 0 = none */
     unsigned idle_timeout_ms;    /* close idle keep-alive connections; default 300000 */
     unsigned max_connections;    /* default 10000 */
+    /* Optional: headers to add to the replies the server makes itself (400,
+     * 408, 413, 431). Called with the handler's argument; fills at most @max
+     * headers into @out, whose strings must stay valid until the next call,
+     * and returns how many. */
+    unsigned (*extra_headers)(void *arg, struct bl_http_header *out, unsigned max);
 };
 
 /* Start listening on @host_port ("127.0.0.1:8379", IPv4 or [v6]:port). @opts
