@@ -19,7 +19,7 @@
 #include "error.h"
 #include "mp.h"
 
-#define META_APPLIED "applied_index"
+#define META_APPLIED  "applied_index"
 #define META_REVISION "revision"
 
 void bl_applier_init(struct bl_applier *a, struct bl_store *store)

@@ -22,9 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BL_CMD_VERSION 1
-#define BL_CMD_REQUEST_ID_MAX 64 /* bytes */
-#define BL_KEY_MAX 4096          /* bytes */
+#define BL_CMD_VERSION        1
+#define BL_CMD_REQUEST_ID_MAX 64   /* bytes */
+#define BL_KEY_MAX            4096 /* bytes */
 
 /* Sentinel for "no compare": cas = N means mod_revision must be N (0: absent). */
 #define BL_CAS_NONE (-1)

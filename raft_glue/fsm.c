@@ -154,8 +154,7 @@ out:
     return rv;
 }
 
-static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
-                                 unsigned *n_bufs)
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct bl_fsm *f = fsm_of(fsm);
     if (*bufs != NULL) {
@@ -223,8 +222,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         return to_raft(rv);
     }
     BL_INFO("fsm: store replaced from snapshot (applied index %llu -> >= %llu, %llu bytes)",
-            (unsigned long long)applied, (unsigned long long)snap_applied,
-            (unsigned long long)len);
+            (unsigned long long)applied, (unsigned long long)snap_applied, (unsigned long long)len);
     raft_free(buf->base);
     return 0;
 }

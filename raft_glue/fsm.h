@@ -24,12 +24,12 @@
 #include "apply.h"
 #include "store.h"
 
-#define BL_SNAP_MAGIC "BLSNAP1"
+#define BL_SNAP_MAGIC  "BLSNAP1"
 #define BL_SNAP_HEADER 32
 
 struct bl_fsm {
-    struct raft_fsm fsm;  /* the vtable handed to raft_init() */
-    struct raft *raft;    /* set before raft_start(); for the entry index */
+    struct raft_fsm fsm; /* the vtable handed to raft_init() */
+    struct raft *raft;   /* set before raft_start(); for the entry index */
     struct bl_store *store;
     struct bl_applier applier;
     struct bl_apply_result last; /* result of the last applied command */

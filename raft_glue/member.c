@@ -40,9 +40,9 @@
 #include "fsm.h"
 #include "log.h"
 
-#define WATCH_INTERVAL_MS 50
+#define WATCH_INTERVAL_MS          50
 #define DEFAULT_SNAPSHOT_THRESHOLD 8192
-#define DEFAULT_SNAPSHOT_TRAILING 2048
+#define DEFAULT_SNAPSHOT_TRAILING  2048
 #define DEFAULT_PROPOSE_TIMEOUT_MS 10000
 
 struct proposal {
@@ -185,8 +185,7 @@ int bl_parse_initial_cluster(const char *s, int (*cb)(void *arg, uint64_t id, co
         char *eq = strchr(item, '='), *end;
         unsigned long long id;
         if (eq == NULL || eq == item || eq[1] == '\0') {
-            snprintf(errmsg, BL_ERRMSG_SIZE, "initial cluster: '%.100s' is not ID=HOST:PORT",
-                     item);
+            snprintf(errmsg, BL_ERRMSG_SIZE, "initial cluster: '%.100s' is not ID=HOST:PORT", item);
             rv = BL_EBADREQ;
             break;
         }
@@ -522,8 +521,7 @@ static void publish_cb(void *arg, int status, const struct bl_apply_result *res)
     if (status == 0) {
         BL_INFO("member %" PRIu64 ": published name=%s client=%s", m->id, m->name, m->client_url);
     } else {
-        BL_WARN("member %" PRIu64 ": publishing attributes failed: %s", m->id,
-                bl_strerror(status));
+        BL_WARN("member %" PRIu64 ": publishing attributes failed: %s", m->id, bl_strerror(status));
     }
 }
 
@@ -676,12 +674,10 @@ static void watch_cb(uv_timer_t *t)
     raft_leader(&m->raft, &leader, &addr);
     if (state != m->last_state || leader != m->last_leader) {
         if (state == RAFT_LEADER) {
-            BL_INFO("member %" PRIu64 ": became leader (term %llu)", m->id,
-                    m->raft.current_term);
+            BL_INFO("member %" PRIu64 ": became leader (term %llu)", m->id, m->raft.current_term);
         } else if (leader != 0) {
             BL_INFO("member %" PRIu64 ": %s, leader is %llu at %s (term %llu)", m->id,
-                    bl_role_name(state_role(m)), leader, addr ? addr : "?",
-                    m->raft.current_term);
+                    bl_role_name(state_role(m)), leader, addr ? addr : "?", m->raft.current_term);
         } else {
             BL_INFO("member %" PRIu64 ": %s, no leader (term %llu)", m->id,
                     bl_role_name(state_role(m)), m->raft.current_term);
@@ -781,10 +777,10 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     bool fresh;
     int rv;
 
-    if (cfg->id == 0 || cfg->id > INT64_MAX || cfg->data_dir == NULL ||
-        cfg->peer_listen == NULL) {
-        snprintf(errmsg, BL_ERRMSG_SIZE, "member needs an id (1..2^63), a data dir and a peer "
-                                         "address");
+    if (cfg->id == 0 || cfg->id > INT64_MAX || cfg->data_dir == NULL || cfg->peer_listen == NULL) {
+        snprintf(errmsg, BL_ERRMSG_SIZE,
+                 "member needs an id (1..2^63), a data dir and a peer "
+                 "address");
         return BL_EBADREQ;
     }
     m = calloc(1, sizeof *m);
@@ -798,8 +794,8 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     m->peer_url = dup_or(cfg->peer_advertise, cfg->peer_listen);
     m->client_url = dup_or(cfg->client_advertise, "");
     m->data_dir = strdup(cfg->data_dir);
-    m->propose_timeout_ms = cfg->propose_timeout_ms ? cfg->propose_timeout_ms
-                                                    : DEFAULT_PROPOSE_TIMEOUT_MS;
+    m->propose_timeout_ms =
+        cfg->propose_timeout_ms ? cfg->propose_timeout_ms : DEFAULT_PROPOSE_TIMEOUT_MS;
     m->last_state = -1;
     if (m->name == NULL || m->peer_url == NULL || m->client_url == NULL || m->data_dir == NULL) {
         rv = BL_ENOMEM;
@@ -878,8 +874,7 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     if (fresh) {
         if (cfg->initial_cluster == NULL || cfg->initial_cluster[0] == '\0') {
             snprintf(errmsg, BL_ERRMSG_SIZE,
-                     "data dir %.150s is empty and no --initial-cluster was given",
-                     cfg->data_dir);
+                     "data dir %.150s is empty and no --initial-cluster was given", cfg->data_dir);
             rv = BL_EBADREQ;
             goto err_after_raft;
         }
@@ -929,8 +924,7 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     m->handles_open = 1;
     BL_INFO("member %" PRIu64 " (%s): raft started, peer %s, data %s, store revision %" PRIu64
             ", applied index %llu",
-            m->id, m->name, m->peer_url, m->data_dir, m->fsm.revision,
-            raft_last_applied(&m->raft));
+            m->id, m->name, m->peer_url, m->data_dir, m->fsm.revision, raft_last_applied(&m->raft));
     *out = m;
     return 0;
 
@@ -1046,8 +1040,7 @@ void bl_member_close(struct bl_member *m, void (*cb)(void *arg), void *arg)
     if (raft_state(&m->raft) == RAFT_LEADER && (target = best_transfer_target(m)) != 0) {
         m->transfer.data = m;
         if (raft_transfer(&m->raft, &m->transfer, target, transfer_cb) == 0) {
-            BL_INFO("member %" PRIu64 ": handing leadership to %llu before closing", m->id,
-                    target);
+            BL_INFO("member %" PRIu64 ": handing leadership to %llu before closing", m->id, target);
             return;
         }
     }

@@ -57,9 +57,8 @@ const char *bl_role_name(int role);
 
 /* Parse "1=host:port,2=host:port" and call @cb for each entry. Returns
  * BL_EBADREQ (with @errmsg) on a malformed list, duplicate ids or addresses. */
-int bl_parse_initial_cluster(const char *s,
-                             int (*cb)(void *arg, uint64_t id, const char *address), void *arg,
-                             char *errmsg);
+int bl_parse_initial_cluster(const char *s, int (*cb)(void *arg, uint64_t id, const char *address),
+                             void *arg, char *errmsg);
 
 /* Start a member on @loop. On success *@out is the member, owned by the
  * caller until bl_member_close()'s callback. Errors: BL_EBADREQ (bad

@@ -25,12 +25,12 @@
 #include "error.h"
 #include "log.h"
 
-#define KV_PREFIX "/v1/kv/"
-#define MAX_RAW_KEY (3 * BL_KEY_MAX)
-#define DEFAULT_LIMIT 1000
-#define MAX_LIMIT 10000
+#define KV_PREFIX           "/v1/kv/"
+#define MAX_RAW_KEY         (3 * BL_KEY_MAX)
+#define DEFAULT_LIMIT       1000
+#define MAX_LIMIT           10000
 #define PUBLISH_INTERVAL_MS 1000
-#define FORWARD_SLACK_MS 2000
+#define FORWARD_SLACK_MS    2000
 
 enum call_kind { CALL_GET, CALL_PUT, CALL_DELETE, CALL_PUBLISH };
 
@@ -114,7 +114,8 @@ static void respond_doc(struct bl_api *a, struct bl_http_exchange *ex, int statu
     size_t len;
     const char *body = bl_doc_data(&a->doc, &len);
     if (bl_doc_error(&a->doc) != 0) {
-        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        static const char oom[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
         respond(a, ex, 500, "application/json", oom, sizeof oom - 1, NULL, 0);
         return;
     }
@@ -227,15 +228,13 @@ static void forward(struct call *c)
     int rv;
 
     if (bl_http_header_get(ex, "X-Ballast-Forwarded-By", NULL) != NULL) {
-        respond_error(a, ex, BL_ENOLEADER, "member %" PRIu64 " is not the leader",
-                      a->cfg->id);
+        respond_error(a, ex, BL_ENOLEADER, "member %" PRIu64 " is not the leader", a->cfg->id);
         call_free(c);
         return;
     }
     rv = bl_member_leader_client_url(a->member, url, sizeof url);
     if (rv != 0) {
-        respond_error(a, ex, BL_ENOLEADER, "no leader known to member %" PRIu64 " yet",
-                      a->cfg->id);
+        respond_error(a, ex, BL_ENOLEADER, "no leader known to member %" PRIu64 " yet", a->cfg->id);
         call_free(c);
         return;
     }
@@ -252,10 +251,9 @@ static void forward(struct call *c)
     }
     snprintf(self, sizeof self, "%" PRIu64, a->cfg->id);
     h[n++] = header("X-Ballast-Forwarded-By", self);
-    rv = bl_http_client_request(a->client, url, method_name(ex->method), ex->target,
-                                ex->target_len, h, n, ex->body, ex->body_len,
-                                (unsigned)(a->cfg->propose_timeout_ms + FORWARD_SLACK_MS),
-                                forward_cb, c);
+    rv = bl_http_client_request(
+        a->client, url, method_name(ex->method), ex->target, ex->target_len, h, n, ex->body,
+        ex->body_len, (unsigned)(a->cfg->propose_timeout_ms + FORWARD_SLACK_MS), forward_cb, c);
     if (rv != 0) {
         respond_error(a, ex, BL_ENOLEADER, "cannot reach the leader at %s: %s", url,
                       bl_strerror(rv));
@@ -498,8 +496,9 @@ static void kv_write(struct call *c)
     cmd.flags = (c->prev ? BL_CMD_F_PREV : 0) | (c->client_reqid ? BL_CMD_F_RECORD : 0);
     if (c->kind == CALL_PUT) {
         if (ex->body_len > c->a->cfg->max_value_bytes) {
-            respond_error(c->a, ex, BL_ETOOLARGE, "value of %zu bytes is over the limit of %" PRIu64,
-                          ex->body_len, c->a->cfg->max_value_bytes);
+            respond_error(c->a, ex, BL_ETOOLARGE,
+                          "value of %zu bytes is over the limit of %" PRIu64, ex->body_len,
+                          c->a->cfg->max_value_bytes);
             call_free(c);
             return;
         }
@@ -529,8 +528,7 @@ static int decode_key(const char *raw, size_t raw_len, uint8_t *out, size_t *out
 {
     uint8_t buf[MAX_RAW_KEY];
     size_t n;
-    if (raw_len > MAX_RAW_KEY || bl_http_unescape(raw, raw_len, buf, &n) != 0 ||
-        n > BL_KEY_MAX) {
+    if (raw_len > MAX_RAW_KEY || bl_http_unescape(raw, raw_len, buf, &n) != 0 || n > BL_KEY_MAX) {
         return BL_EBADREQ;
     }
     memcpy(out, buf, n);
@@ -614,8 +612,7 @@ static int parse_kv(struct call *c)
         }
         c->limit = u;
     }
-    if (query_has(ex, "after", &v, &len) &&
-        decode_key(v, len, c->after, &c->after_len) != 0) {
+    if (query_has(ex, "after", &v, &len) && decode_key(v, len, c->after, &c->after_len) != 0) {
         respond_error(a, ex, BL_EBADREQ, "after must be a percent-encoded key");
         return -1;
     }
@@ -703,7 +700,8 @@ static void handle_kv(struct bl_api *a, struct bl_http_exchange *ex)
     }
 }
 
-/* ---- cluster ------------------------------------------------------------------------------------ */
+/* ---- cluster ------------------------------------------------------------------------------------
+ */
 
 static void doc_members(struct bl_api *a)
 {
@@ -851,7 +849,8 @@ static void publish_timer_cb(uv_timer_t *t)
     free(buf);
 }
 
-/* ---- routing -------------------------------------------------------------------------------------- */
+/* ---- routing
+ * -------------------------------------------------------------------------------------- */
 
 static bool path_is(const struct bl_http_exchange *ex, const char *p)
 {
@@ -876,9 +875,8 @@ static bool method_is(struct bl_api *a, struct bl_http_exchange *ex, int method)
 
 void bl_api_handle(struct bl_http_exchange *ex, void *arg)
 {
-    static const char *const later[] = {"/v1/txn",    "/v1/watch/",    "/v1/lease",
-                                        "/v1/leader", "/v1/snapshot",  "/metrics",
-                                        "/v1/members/"};
+    static const char *const later[] = {"/v1/txn",      "/v1/watch/", "/v1/lease",   "/v1/leader",
+                                        "/v1/snapshot", "/metrics",   "/v1/members/"};
     struct bl_api *a = arg;
 
     if (path_is(ex, "/healthz")) {
@@ -918,12 +916,12 @@ void bl_api_handle(struct bl_http_exchange *ex, void *arg)
                 return;
             }
         }
-        respond_error(a, ex, BL_ENOTFOUND, "no such endpoint: %.*s", (int)ex->path_len,
-                      ex->path);
+        respond_error(a, ex, BL_ENOTFOUND, "no such endpoint: %.*s", (int)ex->path_len, ex->path);
     }
 }
 
-/* ---- lifecycle --------------------------------------------------------------------------------------- */
+/* ---- lifecycle
+ * --------------------------------------------------------------------------------------- */
 
 int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
                  const struct bl_config *cfg, char *errmsg)
@@ -949,8 +947,7 @@ int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
         bl_doc_free(&a->doc);
         return rv;
     }
-    rv = bl_http_server_start(loop, cfg->listen_client, &opts, bl_api_handle, a, &a->http,
-                              errmsg);
+    rv = bl_http_server_start(loop, cfg->listen_client, &opts, bl_api_handle, a, &a->http, errmsg);
     if (rv != 0) {
         bl_http_client_close(a->client);
         bl_doc_free(&a->doc);

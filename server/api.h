@@ -31,7 +31,7 @@ struct bl_api {
     uv_timer_t publish_timer;
     bool publishing;
     uint64_t request_seq;
-    unsigned pending; /* requests waiting on raft or the leader */
+    unsigned pending;                              /* requests waiting on raft or the leader */
     char hdr_rev[24], hdr_term[24], hdr_index[24]; /* values of the standard headers */
     void (*close_cb)(void *arg);
     void *close_arg;

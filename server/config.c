@@ -25,7 +25,10 @@ struct option_row {
     const char *help;
 };
 
-#define OPT(flag, kind, field, def, help) {flag, kind, offsetof(struct bl_config, field), def, help}
+#define OPT(flag, kind, field, def, help)                                                          \
+    {                                                                                              \
+        flag, kind, offsetof(struct bl_config, field), def, help                                   \
+    }
 
 static const struct option_row OPTIONS[] = {
     OPT("id", K_U64, id, NULL, "Raft id of this member, 1..2^63 (required)"),
@@ -52,8 +55,7 @@ static const struct option_row OPTIONS[] = {
     OPT("ready-lag", K_U64, ready_lag, "1000",
         "/readyz fails when applied index trails the commit index by more"),
     OPT("election-timeout", K_DURATION, election_timeout_ms, "1000ms", "Raft election timeout"),
-    OPT("heartbeat-timeout", K_DURATION, heartbeat_timeout_ms, "100ms",
-        "Raft heartbeat interval"),
+    OPT("heartbeat-timeout", K_DURATION, heartbeat_timeout_ms, "100ms", "Raft heartbeat interval"),
     OPT("snapshot-threshold", K_U64, snapshot_threshold, "8192",
         "log entries between two snapshots"),
     OPT("snapshot-trailing", K_U64, snapshot_trailing, "2048",
@@ -95,9 +97,16 @@ int bl_parse_bytes(const char *s, uint64_t *bytes)
     static const struct {
         const char *suffix;
         double mult;
-    } units[] = {{"", 1},          {"B", 1},       {"KiB", 1024.0}, {"MiB", 1048576.0},
-                 {"GiB", 1073741824.0}, {"TiB", 1099511627776.0}, {"KB", 1e3}, {"MB", 1e6},
-                 {"GB", 1e9},      {"TB", 1e12}};
+    } units[] = {{"", 1},
+                 {"B", 1},
+                 {"KiB", 1024.0},
+                 {"MiB", 1048576.0},
+                 {"GiB", 1073741824.0},
+                 {"TiB", 1099511627776.0},
+                 {"KB", 1e3},
+                 {"MB", 1e6},
+                 {"GB", 1e9},
+                 {"TB", 1e12}};
     char *end;
     double v;
     errno = 0;
