@@ -23,6 +23,7 @@
 #include "command.h"
 
 #include "error.h"
+#include "mp.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -75,119 +76,35 @@ static int type_fields(uint64_t type)
 
 /* ---- encoding --------------------------------------------------------- */
 
-/* A writer that only counts when @p is NULL. */
-struct writer {
-    uint8_t *p;
-    size_t n;
-};
-
-static void put_bytes(struct writer *w, const void *src, size_t len)
-{
-    if (w->p != NULL && len > 0) {
-        memcpy(w->p + w->n, src, len);
-    }
-    w->n += len;
-}
-
-/* Write @tag followed by the low @width bytes of @v, big endian. */
-static void put_tagged(struct writer *w, uint8_t tag, uint64_t v, unsigned width)
-{
-    uint8_t b[9];
-    b[0] = tag;
-    for (unsigned i = 0; i < width; i++) {
-        b[1 + i] = (uint8_t)(v >> (8 * (width - 1 - i)));
-    }
-    put_bytes(w, b, 1 + width);
-}
-
-static void put_uint(struct writer *w, uint64_t v)
-{
-    if (v <= 0x7f) {
-        put_tagged(w, (uint8_t)v, 0, 0);
-    } else if (v <= UINT8_MAX) {
-        put_tagged(w, MP_UINT8, v, 1);
-    } else if (v <= UINT16_MAX) {
-        put_tagged(w, MP_UINT16, v, 2);
-    } else if (v <= UINT32_MAX) {
-        put_tagged(w, MP_UINT32, v, 4);
-    } else {
-        put_tagged(w, MP_UINT64, v, 8);
-    }
-}
-
-static void put_int(struct writer *w, int64_t v)
-{
-    if (v >= 0) {
-        put_uint(w, (uint64_t)v);
-    } else if (v >= -32) {
-        put_tagged(w, (uint8_t)(0xe0 | ((uint64_t)v & 0x1f)), 0, 0);
-    } else if (v >= INT8_MIN) {
-        put_tagged(w, MP_INT8, (uint64_t)v, 1);
-    } else if (v >= INT16_MIN) {
-        put_tagged(w, MP_INT16, (uint64_t)v, 2);
-    } else if (v >= INT32_MIN) {
-        put_tagged(w, MP_INT32, (uint64_t)v, 4);
-    } else {
-        put_tagged(w, MP_INT64, (uint64_t)v, 8);
-    }
-}
-
-static void put_bin(struct writer *w, struct bl_slice s)
-{
-    if (s.len <= UINT8_MAX) {
-        put_tagged(w, MP_BIN8, s.len, 1);
-    } else if (s.len <= UINT16_MAX) {
-        put_tagged(w, MP_BIN16, s.len, 2);
-    } else {
-        put_tagged(w, MP_BIN32, s.len, 4);
-    }
-    put_bytes(w, s.p, s.len);
-}
-
-static void put_str(struct writer *w, struct bl_slice s)
-{
-    if (s.len <= 31) {
-        put_tagged(w, (uint8_t)(MP_FIXSTR | s.len), 0, 0);
-    } else if (s.len <= UINT8_MAX) {
-        put_tagged(w, MP_STR8, s.len, 1);
-    } else if (s.len <= UINT16_MAX) {
-        put_tagged(w, MP_STR16, s.len, 2);
-    } else {
-        put_tagged(w, MP_STR32, s.len, 4);
-    }
-    put_bytes(w, s.p, s.len);
-}
-
 /* Write the whole command; @cmd has been checked. */
-static void put_cmd(struct writer *w, const struct bl_cmd *cmd)
+static void put_cmd(struct bl_mpw *w, const struct bl_cmd *cmd)
 {
-    int fields = type_fields((uint64_t)cmd->type);
-    put_tagged(w, (uint8_t)(MP_FIXARRAY | (HEAD_FIELDS + fields)), 0, 0);
-    put_uint(w, BL_CMD_VERSION);
-    put_uint(w, (uint64_t)cmd->type);
-    put_bin(w, cmd->request_id);
+    bl_mpw_array(w, (uint32_t)(HEAD_FIELDS + type_fields((uint64_t)cmd->type)));
+    bl_mpw_uint(w, BL_CMD_VERSION);
+    bl_mpw_uint(w, (uint64_t)cmd->type);
+    bl_mpw_bin(w, cmd->request_id.p, cmd->request_id.len);
     switch (cmd->type) {
     case BL_CMD_PUT:
-        put_bin(w, cmd->key);
-        put_bin(w, cmd->value);
-        put_int(w, cmd->cas);
-        put_uint(w, cmd->lease);
-        put_uint(w, cmd->flags);
+        bl_mpw_bin(w, cmd->key.p, cmd->key.len);
+        bl_mpw_bin(w, cmd->value.p, cmd->value.len);
+        bl_mpw_int(w, cmd->cas);
+        bl_mpw_uint(w, cmd->lease);
+        bl_mpw_uint(w, cmd->flags);
         break;
     case BL_CMD_DELETE:
-        put_bin(w, cmd->key);
-        put_int(w, cmd->cas);
-        put_uint(w, cmd->flags);
+        bl_mpw_bin(w, cmd->key.p, cmd->key.len);
+        bl_mpw_int(w, cmd->cas);
+        bl_mpw_uint(w, cmd->flags);
         break;
     case BL_CMD_DELETE_RANGE:
-        put_bin(w, cmd->key);
-        put_uint(w, cmd->flags);
+        bl_mpw_bin(w, cmd->key.p, cmd->key.len);
+        bl_mpw_uint(w, cmd->flags);
         break;
     case BL_CMD_MEMBER_SET:
-        put_uint(w, cmd->member_id);
-        put_str(w, cmd->name);
-        put_str(w, cmd->peer_url);
-        put_str(w, cmd->client_url);
+        bl_mpw_uint(w, cmd->member_id);
+        bl_mpw_str(w, cmd->name.p, cmd->name.len);
+        bl_mpw_str(w, cmd->peer_url.p, cmd->peer_url.len);
+        bl_mpw_str(w, cmd->client_url.p, cmd->client_url.len);
         break;
     }
 }
@@ -223,23 +140,28 @@ static bool cmd_ok(const struct bl_cmd *cmd)
 
 int bl_cmd_encode(const struct bl_cmd *cmd, void **out, size_t *len)
 {
+    static const uint8_t zeros[8] = {0};
+    struct bl_mpw w = {0};
+
     if (!cmd_ok(cmd)) {
         return BL_EBADREQ;
     }
-    struct writer w = {NULL, 0};
-    put_cmd(&w, cmd);
-    size_t raw = w.n;
-    size_t padded = (raw + 7) & ~(size_t)7;
-    uint8_t *buf = malloc(padded);
-    if (buf == NULL) {
+    /* One allocation: every field's bytes plus headers and padding. */
+    w.cap = cmd->request_id.len + cmd->key.len + cmd->value.len + cmd->name.len +
+            cmd->peer_url.len + cmd->client_url.len + 96;
+    w.buf = malloc(w.cap);
+    if (w.buf == NULL) {
         return BL_ENOMEM;
     }
-    w.p = buf;
-    w.n = 0;
     put_cmd(&w, cmd);
-    memset(buf + raw, 0, padded - raw);
-    *out = buf;
-    *len = padded;
+    /* Pad to a multiple of 8: raft 0.15 may hand back shorter entries. */
+    bl_mpw_raw(&w, zeros, (8 - w.len % 8) % 8);
+    if (w.error != 0) {
+        free(w.buf);
+        return BL_ENOMEM;
+    }
+    *out = w.buf;
+    *len = w.len;
     return BL_OK;
 }
 

@@ -216,7 +216,13 @@ void bl_mpw_int(struct bl_mpw *w, int64_t v)
     if (v >= 0) {
         bl_mpw_uint(w, (uint64_t)v);
     } else if (v >= -32) {
-        put_be(w, (uint8_t)(int8_t)v, 0, 0);
+        put_be(w, (uint8_t)(0xe0 | ((uint64_t)v & 0x1f)), 0, 0);
+    } else if (v >= INT8_MIN) {
+        put_be(w, 0xd0, (uint64_t)v & 0xff, 1);
+    } else if (v >= INT16_MIN) {
+        put_be(w, 0xd1, (uint64_t)v & 0xffff, 2);
+    } else if (v >= INT32_MIN) {
+        put_be(w, 0xd2, (uint64_t)v & 0xffffffffu, 4);
     } else {
         put_be(w, 0xd3, (uint64_t)v, 8);
     }
