@@ -13,6 +13,9 @@
 #endif
 
 #include <check.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -668,6 +671,98 @@ START_TEST(idempotent_retry_with_request_id)
 }
 END_TEST
 
+/* --- 7. A corrupt Raft log refuses to start ------------------------------------- */
+
+/* Flip one byte in the middle of the largest closed segment of @dir/raft.
+ * Returns the segment's name in @name. */
+static void corrupt_closed_segment(const char *data_dir, char *name, size_t cap)
+{
+    char raft_dir[TC_PATH_MAX + 8], path[TC_PATH_MAX + 48];
+    struct dirent *e;
+    off_t best_size = 0;
+    struct stat st;
+    DIR *d;
+    FILE *f;
+    int ch;
+
+    snprintf(raft_dir, sizeof raft_dir, "%s/raft", data_dir);
+    d = opendir(raft_dir);
+    ck_assert_msg(d != NULL, "open %s", raft_dir);
+    name[0] = '\0';
+    while ((e = readdir(d)) != NULL) {
+        /* Closed segments are named START-END, 16 digits each. */
+        if (strlen(e->d_name) != 33 || e->d_name[16] != '-') {
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/%s", raft_dir, e->d_name);
+        if (stat(path, &st) == 0 && st.st_size > best_size) {
+            best_size = st.st_size;
+            snprintf(name, cap, "%s", e->d_name);
+        }
+    }
+    closedir(d);
+    ck_assert_msg(name[0] != '\0' && best_size > 64, "no closed segment in %s", raft_dir);
+    snprintf(path, sizeof path, "%s/%s", raft_dir, name);
+    f = fopen(path, "r+b");
+    ck_assert_msg(f != NULL, "open %s", path);
+    ck_assert_int_eq(fseeko(f, best_size / 2, SEEK_SET), 0);
+    ch = fgetc(f);
+    ck_assert_int_ne(ch, EOF);
+    ck_assert_int_eq(fseeko(f, best_size / 2, SEEK_SET), 0);
+    ck_assert_int_ne(fputc(ch ^ 0xff, f), EOF);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+START_TEST(corrupt_log_refuses_to_start)
+{
+    struct tc_cluster *c = tc_cluster_start(3);
+    char key[32], segment[64], log[8192];
+    int leader, victim;
+    int64_t deadline;
+    FILE *f;
+    size_t n;
+
+    ck_assert_int_ge(tc_wait_stable(c, 20000), 0);
+    leader = tc_wait_leader(c, 10000);
+    for (int i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "t7/k%03d", i);
+        tc_put(c, leader, key, "value", 5);
+    }
+    victim = (leader + 1) % 3;
+    /* A clean stop closes the open segment, so the entries sit in closed ones. */
+    ck_assert_int_eq(tc_member_kill(c, victim, SIGTERM), 0);
+    corrupt_closed_segment(c->members[victim].data_dir, segment, sizeof segment);
+
+    tc_member_restart(c, victim);
+    deadline = tc_now_ms() + 10000;
+    while (tc_member_running(c, victim) && tc_now_ms() < deadline) {
+        tc_sleep_ms(50);
+    }
+    ck_assert_msg(!tc_member_running(c, victim),
+                  "member started on a log with a corrupt segment %s", segment);
+    ck_assert_msg(WIFEXITED(c->members[victim].last_status) &&
+                      WEXITSTATUS(c->members[victim].last_status) != 0,
+                  "a member refusing to start must exit non-zero");
+    c->members[victim].died = false; /* expected */
+
+    f = fopen(c->members[victim].log_path, "r");
+    ck_assert_ptr_nonnull(f);
+    n = fread(log, 1, sizeof log - 1, f);
+    if (n == sizeof log - 1) { /* keep the tail: the last start's lines */
+        fseeko(f, -(off_t)(sizeof log - 1), SEEK_END);
+        n = fread(log, 1, sizeof log - 1, f);
+    }
+    fclose(f);
+    log[n] = '\0';
+    ck_assert_msg(strstr(log, "cannot start member") != NULL && strstr(log, segment) != NULL,
+                  "the refusal names neither the member nor the segment:\n%s", log);
+
+    /* The two others still form a majority and serve writes. */
+    tc_put(c, leader, "t7/after", "ok", 2);
+    tc_cluster_stop(c);
+}
+END_TEST
+
 /* --- Suite ----------------------------------------------------------------------- */
 
 /* One test per test case, named after it, so CK_RUN_CASE selects it. */
@@ -693,6 +788,7 @@ static Suite *cluster_suite(void)
              ctl_status_shows_three_members_one_leader);
     add_case(s, "http_errors_and_formats", http_errors_and_formats);
     add_case(s, "idempotent_retry_with_request_id", idempotent_retry_with_request_id);
+    add_case(s, "corrupt_log_refuses_to_start", corrupt_log_refuses_to_start);
     return s;
 }
 
