@@ -763,6 +763,78 @@ START_TEST(corrupt_log_refuses_to_start)
 }
 END_TEST
 
+/* --- 8. A follower that missed snapshots catches up through one --------------- */
+
+/* Whether the log of member @i contains @needle. */
+static bool log_contains(const struct tc_cluster *c, int i, const char *needle)
+{
+    FILE *f = fopen(c->members[i].log_path, "r");
+    char line[1024];
+    bool found = false;
+    ck_assert_ptr_nonnull(f);
+    while (!found && fgets(line, sizeof line, f) != NULL) {
+        found = strstr(line, needle) != NULL;
+    }
+    fclose(f);
+    return found;
+}
+
+START_TEST(follower_catches_up_through_snapshot)
+{
+    static const char *const extra[] = {"--snapshot-threshold", "64", "--snapshot-trailing", "16",
+                                        NULL};
+    struct tc_cluster *c = tc_cluster_start_args(3, extra);
+    char key[32], value[32], target[64];
+    struct tc_response r;
+    struct tc_kv kv;
+    uint64_t rev = 0;
+    int leader, victim;
+
+    ck_assert_int_ge(tc_wait_stable(c, 20000), 0);
+    leader = tc_wait_leader(c, 10000);
+    victim = (leader + 1) % 3;
+    tc_put(c, leader, "t8/gone", "x", 1);
+    tc_wait_applied(c, victim, tc_put(c, leader, "t8/before", "b", 1), 10000);
+    ck_assert_int_eq(tc_member_kill(c, victim, SIGKILL), SIGKILL);
+
+    /* Several snapshots (every 64 entries) move the log far past the victim. */
+    call(tc_addr(c, leader), "DELETE", "/v1/kv/t8%2Fgone", NULL, 0, NULL, &r);
+    ck_assert_msg(r.status == 200, "DELETE: %d %s", r.status, r.body);
+    tc_response_free(&r);
+    for (int i = 0; i < 400; i++) {
+        snprintf(key, sizeof key, "t8/k%03d", i);
+        snprintf(value, sizeof value, "v%d", i * 7);
+        rev = tc_put(c, leader, key, value, strlen(value));
+    }
+
+    tc_member_restart(c, victim);
+    tc_wait_applied(c, victim, rev, 30000);
+    ck_assert_msg(log_contains(c, victim, "store replaced from snapshot"),
+                  "the follower caught up without installing a snapshot: the test did not "
+                  "exercise InstallSnapshot");
+    for (int i = 0; i < 400; i++) {
+        snprintf(key, sizeof key, "t8/k%03d", i);
+        snprintf(value, sizeof value, "v%d", i * 7);
+        ck_assert_int_eq(tc_get(c, victim, key, "serializable", &kv), 200);
+        ck_assert_msg(kv.value_len == strlen(value) && memcmp(kv.value, value, kv.value_len) == 0,
+                      "%s on the restored follower: '%s', want '%s'", key, (char *)kv.value, value);
+        tc_kv_free(&kv);
+    }
+    ck_assert_int_eq(tc_get(c, victim, "t8/before", "serializable", &kv), 200);
+    tc_kv_free(&kv);
+    /* A key deleted while the follower was down is gone from it too. */
+    ck_assert_int_eq(tc_get(c, victim, "t8/gone", "serializable", &kv), 404);
+    snprintf(target, sizeof target, "/v1/status");
+    call(tc_addr(c, victim), "GET", target, NULL, 0, NULL, &r);
+    ck_assert_msg(r.status == 200 && tc_json_u64(r.body, "revision", &rev) && rev > 400,
+                  "status: %s", r.body);
+    tc_response_free(&r);
+    /* And it takes part in new writes. */
+    tc_wait_applied(c, victim, tc_put(c, leader, "t8/after", "a", 1), 10000);
+    tc_cluster_stop(c);
+}
+END_TEST
+
 /* --- Suite ----------------------------------------------------------------------- */
 
 /* One test per test case, named after it, so CK_RUN_CASE selects it. */
@@ -789,6 +861,7 @@ static Suite *cluster_suite(void)
     add_case(s, "http_errors_and_formats", http_errors_and_formats);
     add_case(s, "idempotent_retry_with_request_id", idempotent_retry_with_request_id);
     add_case(s, "corrupt_log_refuses_to_start", corrupt_log_refuses_to_start);
+    add_case(s, "follower_catches_up_through_snapshot", follower_catches_up_through_snapshot);
     return s;
 }
 

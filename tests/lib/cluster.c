@@ -343,7 +343,7 @@ static void member_start(struct tc_cluster *c, int i)
 {
     struct tc_member *m = &c->members[i];
     char id[24], stamp[64];
-    char *argv[16];
+    char *argv[16 + TC_MAX_EXTRA];
     time_t now = time(NULL);
     struct tm tm;
     int k = 0, fd;
@@ -362,6 +362,9 @@ static void member_start(struct tc_cluster *c, int i)
     argv[k++] = m->peer_addr;
     argv[k++] = "--initial-cluster";
     argv[k++] = c->initial_cluster;
+    for (int e = 0; c->extra[e] != NULL; e++) {
+        argv[k++] = (char *)c->extra[e];
+    }
     argv[k] = NULL;
 
     fd = open(m->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -402,6 +405,11 @@ static void registry_remove(const struct tc_cluster *c)
 
 struct tc_cluster *tc_cluster_start(int n)
 {
+    return tc_cluster_start_args(n, NULL);
+}
+
+struct tc_cluster *tc_cluster_start_args(int n, const char *const *extra)
+{
     struct tc_cluster *c;
     uint16_t ports[2 * TC_MAX_MEMBERS];
     size_t used = 0;
@@ -411,6 +419,10 @@ struct tc_cluster *tc_cluster_start(int n)
     c = calloc(1, sizeof *c);
     ck_assert_msg(c != NULL, "tc: out of memory");
     c->n = n;
+    for (int e = 0; extra != NULL && extra[e] != NULL; e++) {
+        ck_assert_msg(e < TC_MAX_EXTRA, "tc: more than %d extra flags", TC_MAX_EXTRA);
+        c->extra[e] = extra[e];
+    }
     if (fixture_dir[0] != '\0') {
         make_temp_dir(c->dir, sizeof c->dir, fixture_dir, "cluster-");
     } else {

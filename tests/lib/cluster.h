@@ -57,6 +57,8 @@ void tc_fixture_teardown(void);
 /* --- Cluster ---------------------------------------------------------------- */
 
 /* One member: index i in the cluster has Raft id i + 1 and name member-<id>. */
+#define TC_MAX_EXTRA 8
+
 struct tc_member {
     uint64_t id;
     char name[32];
@@ -73,6 +75,7 @@ struct tc_member {
 /* A cluster started by tc_cluster_start(); owned by the test. */
 struct tc_cluster {
     int n;
+    const char *extra[TC_MAX_EXTRA + 1]; /* extra ballastd flags, NULL-terminated */
     char dir[TC_PATH_MAX];
     char initial_cluster[TC_MAX_MEMBERS * 32];
     struct tc_member members[TC_MAX_MEMBERS];
@@ -93,6 +96,11 @@ void tc_free_ports(uint16_t *ports, int n);
  * Fails the test if $BALLASTD is unset or a process cannot be started. The
  * result is freed by tc_cluster_stop(). */
 struct tc_cluster *tc_cluster_start(int n);
+
+/* Like tc_cluster_start(), with @extra (NULL-terminated, at most
+ * TC_MAX_EXTRA strings, which must outlive the cluster) appended to every
+ * member's command line, e.g. {"--snapshot-threshold", "64", NULL}. */
+struct tc_cluster *tc_cluster_start_args(int n, const char *const *extra);
 
 /* Stop every running member: SIGTERM to all, wait up to 10 s each, then
  * SIGKILL. Fails the test if a member exits non-zero or dies of a signal
