@@ -44,6 +44,14 @@
 #define DEFAULT_SNAPSHOT_THRESHOLD 8192
 #define DEFAULT_SNAPSHOT_TRAILING  2048
 #define DEFAULT_PROPOSE_TIMEOUT_MS 10000
+#define DEFAULT_QUOTA_BYTES (2ULL << 30)
+/* The LMDB map is larger than the quota: writes are admitted against the
+ * quota on the leader, and the rest absorbs what admission cannot see
+ * (other members' page layout, deletes, the request-id table). A committed
+ * entry that does not fit would stop the member (canonical/raft 0.15 turns
+ * it unavailable), so this margin is what keeps a full store serving. */
+#define MAP_HEADROOM_MIN (64ULL << 20)
+#define PAGE_OVERHEAD 8192 /* B-tree pages a put may add besides its data */
 
 struct proposal {
     struct raft_apply req;
@@ -51,6 +59,7 @@ struct proposal {
     bl_propose_cb cb;
     void *arg;
     uint64_t deadline;
+    uint64_t bytes; /* admitted against the quota until applied */
     bool answered;
     struct proposal *prev, *next;
 };
@@ -77,6 +86,8 @@ struct bl_member {
     uint64_t id;
     char *name, *peer_url, *client_url, *data_dir;
     unsigned propose_timeout_ms;
+    uint64_t quota_bytes;
+    uint64_t inflight_bytes; /* admitted PUT bytes not yet applied */
 
     /* Observed state, for logging transitions. */
     int last_state;
@@ -332,6 +343,7 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     struct bl_member *m = p->m;
 
     proposal_unlink(m, p);
+    m->inflight_bytes -= p->bytes;
     if (!p->answered) {
         int rv = from_raft(status);
         p->cb(p->arg, rv, rv == 0 ? result : NULL);
@@ -355,6 +367,19 @@ int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_
     if (p == NULL) {
         return BL_ENOMEM;
     }
+    if (cmd->type == BL_CMD_PUT) {
+        uint64_t used, map;
+        p->bytes = cmd->key.len + cmd->value.len + PAGE_OVERHEAD;
+        rv = bl_store_size(m->store, &used, &map);
+        if (rv != 0) {
+            free(p);
+            return rv;
+        }
+        if (used + m->inflight_bytes + p->bytes > m->quota_bytes) {
+            free(p);
+            return BL_ENOSPACE;
+        }
+    }
     rv = bl_cmd_encode(cmd, &buf.base, &buf.len);
     if (rv != 0) {
         free(p);
@@ -371,6 +396,7 @@ int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_
         free(p);
         return from_raft(rv);
     }
+    m->inflight_bytes += p->bytes;
     p->next = m->proposals;
     if (m->proposals != NULL) {
         m->proposals->prev = p;
@@ -769,7 +795,9 @@ static void start_failed_close_cb(struct raft *r)
 int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct bl_member **out,
                     char *errmsg)
 {
-    struct bl_store_opts sopts = {.map_size = cfg->store_map_size};
+    uint64_t quota = cfg->quota_bytes ? cfg->quota_bytes : DEFAULT_QUOTA_BYTES;
+    uint64_t headroom = quota / 4 > MAP_HEADROOM_MIN ? quota / 4 : MAP_HEADROOM_MIN;
+    struct bl_store_opts sopts = {.map_size = (size_t)(quota + headroom)};
     struct founders founders;
     struct bl_member *m;
     struct bl_txn *txn;
@@ -796,6 +824,7 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     m->data_dir = strdup(cfg->data_dir);
     m->propose_timeout_ms =
         cfg->propose_timeout_ms ? cfg->propose_timeout_ms : DEFAULT_PROPOSE_TIMEOUT_MS;
+    m->quota_bytes = quota;
     m->last_state = -1;
     if (m->name == NULL || m->peer_url == NULL || m->client_url == NULL || m->data_dir == NULL) {
         rv = BL_ENOMEM;

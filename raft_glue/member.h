@@ -41,7 +41,7 @@ struct bl_member_config {
     unsigned snapshot_threshold;   /* entries between snapshots; 0 = default (8192) */
     unsigned snapshot_trailing;    /* entries kept after a snapshot; 0 = default (2048) */
     unsigned propose_timeout_ms;   /* a write not applied by then is BL_ETIMEOUT; 0 = 10000 */
-    size_t store_map_size;         /* LMDB map size (store limit); 0 = 1 GiB */
+    uint64_t quota_bytes;          /* store size limit for new writes; 0 = 2 GiB */
 };
 
 enum bl_role {
@@ -80,7 +80,9 @@ typedef void (*bl_propose_cb)(void *arg, int status, const struct bl_apply_resul
 
 /* Propose @cmd (encoded and padded here; @cmd is not kept). Returns
  * BL_ENOLEADER when this member is not the leader (forward it), BL_EBADREQ,
- * BL_ENOSPACE, BL_ENOMEM, BL_ESHUTDOWN. */
+ * BL_ENOSPACE when a PUT would take the store past quota_bytes (counting
+ * writes still in flight; deletes are always admitted, so space can be
+ * freed), BL_ENOMEM, BL_ESHUTDOWN. */
 int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_cb cb, void *arg);
 
 /* Read gate for linearizable reads: @cb(arg, BL_OK) once a Raft barrier

@@ -1047,17 +1047,51 @@ int bl_store_size(struct bl_store *s, uint64_t *used_bytes, uint64_t *map_bytes)
 {
     MDB_envinfo info;
     MDB_stat st;
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    uint64_t free_pages = 0;
+    int rc;
+
     if (s->env == NULL) {
         return set_err(s, BL_EIO, "size: the store is closed");
     }
-    int rc = mdb_env_info(s->env, &info);
+    rc = mdb_env_info(s->env, &info);
     if (rc == 0) {
         rc = mdb_env_stat(s->env, &st);
+    }
+    /* Pages on LMDB's free list (database 0) are reused before the file
+     * grows: they are not "in use". Each record is an ID list whose first
+     * word is its length, as mdb_stat -f counts them. */
+    if (rc == 0) {
+        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    }
+    if (rc == 0) {
+        rc = mdb_cursor_open(txn, 0, &cur);
+    }
+    while (rc == 0 && (rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0) {
+        if (v.mv_size >= sizeof(size_t)) {
+            size_t n;
+            memcpy(&n, v.mv_data, sizeof n);
+            free_pages += n;
+        }
+    }
+    if (rc == MDB_NOTFOUND) {
+        rc = 0;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
     }
     if (rc != 0) {
         return from_mdb(s, rc, "size");
     }
-    *used_bytes = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    if (free_pages > (uint64_t)info.me_last_pgno + 1) {
+        free_pages = (uint64_t)info.me_last_pgno + 1;
+    }
+    *used_bytes = ((uint64_t)info.me_last_pgno + 1 - free_pages) * st.ms_psize;
     *map_bytes = info.me_mapsize;
     return BL_OK;
 }

@@ -133,7 +133,8 @@ int bl_store_replace(struct bl_store *s, const void *image, size_t len);
 /* Flush everything committed to disk (needed only with no_sync). */
 int bl_store_sync(struct bl_store *s);
 
-/* Bytes used by the data file (pages in use times page size), and the map size. */
+/* Bytes in use (pages in use, not counting pages on LMDB's free list, which
+ * are reused before the file grows) and the map size. */
 int bl_store_size(struct bl_store *s, uint64_t *used_bytes, uint64_t *map_bytes);
 
 #endif /* BALLAST_STORE_H */

@@ -513,6 +513,14 @@ static void kv_write(struct call *c)
         forward(c);
         return;
     }
+    if (rv == BL_ENOSPACE) {
+        respond_error(c->a, ex, rv,
+                      "the store quota of %" PRIu64 " bytes is reached: delete keys or raise "
+                      "--quota-bytes",
+                      c->a->cfg->quota_bytes);
+        call_free(c);
+        return;
+    }
     if (rv != 0) {
         respond_error(c->a, ex, rv, "write: %s", bl_strerror(rv));
         call_free(c);

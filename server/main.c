@@ -109,7 +109,7 @@ int main(int argc, char **argv)
     mc.snapshot_threshold = (unsigned)d.cfg.snapshot_threshold;
     mc.snapshot_trailing = (unsigned)d.cfg.snapshot_trailing;
     mc.propose_timeout_ms = (unsigned)d.cfg.propose_timeout_ms;
-    mc.store_map_size = (size_t)d.cfg.quota_bytes;
+    mc.quota_bytes = d.cfg.quota_bytes;
 
     rv = bl_member_start(d.loop, &mc, &d.member, errmsg);
     if (rv != 0) {

@@ -835,6 +835,61 @@ START_TEST(follower_catches_up_through_snapshot)
 }
 END_TEST
 
+/* --- 9. A full store refuses writes with 507 and keeps serving ---------------------- */
+
+START_TEST(store_quota_full_then_recovers)
+{
+    static const char *const extra[] = {"--quota-bytes", "2MiB", NULL};
+    struct tc_cluster *c = tc_cluster_start_args(3, extra);
+    static char value[100 * 1000];
+    char key[32], target[64], code[32];
+    struct tc_response r;
+    struct tc_kv kv;
+    int leader, follower, accepted = 0, refused = 0;
+
+    ck_assert_int_ge(tc_wait_stable(c, 20000), 0);
+    leader = tc_wait_leader(c, 10000);
+    follower = (leader + 1) % 3;
+    memset(value, 'q', sizeof value);
+    for (int i = 0; i < 60 && refused == 0; i++) {
+        snprintf(target, sizeof target, "/v1/kv/t9%%2Fbig%02d", i);
+        /* Through a follower: the leader's refusal must be relayed as is. */
+        call(tc_addr(c, follower), "PUT", target, value, sizeof value, NULL, &r);
+        if (r.status == 200) {
+            accepted++;
+        } else {
+            ck_assert_msg(r.status == 507, "PUT %d: %d %s", i, r.status, r.body);
+            ck_assert_str_eq(error_code(&r, code, sizeof code), "no_space");
+            refused++;
+        }
+        tc_response_free(&r);
+    }
+    ck_assert_msg(refused == 1 && accepted >= 10 && accepted < 30,
+                  "2 MiB quota: %d writes of 100 kB accepted before the first 507", accepted);
+
+    /* Every member still runs Raft and serves reads. */
+    tc_wait_leader(c, 10000);
+    for (int m = 0; m < 3; m++) {
+        ck_assert_int_eq(tc_get(c, m, "t9/big00", "serializable", &kv), 200);
+        ck_assert_uint_eq(kv.value_len, sizeof value);
+        tc_kv_free(&kv);
+        ck_assert_msg(!log_contains(c, m, "fsm: apply entry"),
+                      "member-%d failed to apply a committed entry", m + 1);
+    }
+    /* Deletes are admitted, and free space for new writes. */
+    call(tc_addr(c, follower), "DELETE", "/v1/kv/t9%2Fbig?prefix", NULL, 0, NULL, &r);
+    ck_assert_msg(r.status == 200, "DELETE prefix: %d %s", r.status, r.body);
+    tc_response_free(&r);
+    for (int i = 0; i < 5; i++) {
+        snprintf(key, sizeof key, "/v1/kv/t9%%2Fagain%d", i);
+        call(tc_addr(c, leader), "PUT", key, value, sizeof value, NULL, &r);
+        ck_assert_msg(r.status == 200, "PUT after freeing space: %d %s", r.status, r.body);
+        tc_response_free(&r);
+    }
+    tc_cluster_stop(c);
+}
+END_TEST
+
 /* --- Suite ----------------------------------------------------------------------- */
 
 /* One test per test case, named after it, so CK_RUN_CASE selects it. */
@@ -862,6 +917,7 @@ static Suite *cluster_suite(void)
     add_case(s, "idempotent_retry_with_request_id", idempotent_retry_with_request_id);
     add_case(s, "corrupt_log_refuses_to_start", corrupt_log_refuses_to_start);
     add_case(s, "follower_catches_up_through_snapshot", follower_catches_up_through_snapshot);
+    add_case(s, "store_quota_full_then_recovers", store_quota_full_then_recovers);
     return s;
 }
 
