@@ -62,7 +62,12 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         BL_ERROR("fsm: %s", f->errmsg);
         return to_raft(rv);
     }
-    f->revision = f->last.revision;
+    /* A replayed result carries the revision of the first attempt; the store
+     * itself did not move. */
+    if (!f->last.replayed && !f->last.skipped) {
+        f->revision = f->last.revision;
+    }
+    f->applied_index = index;
     *result = &f->last;
     return 0;
 }

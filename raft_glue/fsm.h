@@ -34,6 +34,7 @@ struct bl_fsm {
     struct bl_applier applier;
     struct bl_apply_result last; /* result of the last applied command */
     uint64_t revision;           /* store revision of the applied state */
+    uint64_t applied_index;      /* index of the last command applied */
     uint64_t snap_applied;       /* store applied index noted by snapshot */
     unsigned snapshots_taken;
     unsigned restores;

@@ -44,14 +44,14 @@
 #define DEFAULT_SNAPSHOT_THRESHOLD 8192
 #define DEFAULT_SNAPSHOT_TRAILING  2048
 #define DEFAULT_PROPOSE_TIMEOUT_MS 10000
-#define DEFAULT_QUOTA_BYTES (2ULL << 30)
+#define DEFAULT_QUOTA_BYTES        (2ULL << 30)
 /* The LMDB map is larger than the quota: writes are admitted against the
  * quota on the leader, and the rest absorbs what admission cannot see
  * (other members' page layout, deletes, the request-id table). A committed
  * entry that does not fit would stop the member (canonical/raft 0.15 turns
  * it unavailable), so this margin is what keeps a full store serving. */
 #define MAP_HEADROOM_MIN (64ULL << 20)
-#define PAGE_OVERHEAD 8192 /* B-tree pages a put may add besides its data */
+#define PAGE_OVERHEAD    8192 /* B-tree pages a put may add besides its data */
 
 struct proposal {
     struct raft_apply req;
@@ -104,6 +104,10 @@ struct bl_member {
     bool barrier_busy;
 
     struct raft_transfer transfer;
+    bool transferring; /* m->transfer is in use */
+    uint64_t transfer_to;
+    bl_transfer_cb transfer_user_cb;
+    void *transfer_arg;
     unsigned async_pending; /* snapshot copies running on the thread pool */
     bool close_requested;   /* do_close waits for async_pending to drain */
     bool closing;
@@ -660,8 +664,10 @@ bool bl_member_is_leader(struct bl_member *m)
 
 void bl_member_indexes(struct bl_member *m, uint64_t *term, uint64_t *applied, uint64_t *revision)
 {
+    uint64_t raft_applied = raft_last_applied(&m->raft);
     *term = m->raft.current_term;
-    *applied = raft_last_applied(&m->raft);
+    /* Inside an apply callback raft has not counted the entry yet. */
+    *applied = m->fsm.applied_index > raft_applied ? m->fsm.applied_index : raft_applied;
     *revision = m->fsm.revision;
 }
 
@@ -680,9 +686,8 @@ void bl_member_status(struct bl_member *m, struct bl_member_status *st)
     st->leader_id = leader_id;
     st->term = m->raft.current_term;
     st->commit_index = m->raft.commit_index;
-    st->applied_index = raft_last_applied(&m->raft);
+    bl_member_indexes(m, &st->term, &st->applied_index, &st->revision);
     st->last_index = raft_last_index(&m->raft);
-    st->revision = m->fsm.revision;
     bl_store_size(m->store, &st->db_bytes, &map_bytes);
     snprintf(dir, sizeof dir, "%s/raft", m->data_dir);
     st->raft_log_bytes = dir_bytes(dir);
@@ -713,6 +718,70 @@ static void watch_cb(uv_timer_t *t)
     }
     maybe_publish_self(m);
     expire_proposals(m, false);
+}
+
+/* ---- leadership transfer ------------------------------------------------------------------ */
+
+static raft_id best_transfer_target(struct bl_member *m);
+static void do_close(struct bl_member *m);
+
+static void user_transfer_cb(struct raft_transfer *req)
+{
+    struct bl_member *m = req->data;
+    bl_transfer_cb cb = m->transfer_user_cb;
+    raft_id leader;
+    const char *addr;
+
+    m->transferring = false;
+    raft_leader(&m->raft, &leader, &addr);
+    BL_INFO("member %" PRIu64 ": leadership transfer to %" PRIu64 " %s (leader now %llu)", m->id,
+            m->transfer_to, leader == m->transfer_to ? "done" : "timed out", leader);
+    cb(m->transfer_arg, leader == m->transfer_to ? BL_OK : BL_ETIMEOUT, leader);
+    if (m->closing && !m->close_requested) {
+        /* bl_member_close() came while the transfer ran: finish closing. */
+        do_close(m);
+    }
+}
+
+int bl_member_transfer(struct bl_member *m, uint64_t to, bl_transfer_cb cb, void *arg)
+{
+    const struct raft_server *target = NULL;
+    int rv;
+
+    if (m->closing) {
+        return BL_ESHUTDOWN;
+    }
+    if (raft_state(&m->raft) != RAFT_LEADER) {
+        return BL_ENOLEADER;
+    }
+    if (m->transferring) {
+        return BL_EUNAVAILABLE;
+    }
+    if (to == 0) {
+        to = best_transfer_target(m);
+        if (to == 0) {
+            return BL_EUNAVAILABLE;
+        }
+    }
+    for (unsigned i = 0; i < m->raft.configuration.n; i++) {
+        if (m->raft.configuration.servers[i].id == to) {
+            target = &m->raft.configuration.servers[i];
+        }
+    }
+    if (to == m->id || target == NULL || target->role != RAFT_VOTER) {
+        return BL_EBADREQ;
+    }
+    m->transfer.data = m;
+    rv = raft_transfer(&m->raft, &m->transfer, to, user_transfer_cb);
+    if (rv != 0) {
+        return from_raft(rv);
+    }
+    m->transferring = true;
+    m->transfer_to = to;
+    m->transfer_user_cb = cb;
+    m->transfer_arg = arg;
+    BL_INFO("member %" PRIu64 ": handing leadership to %" PRIu64 " on request", m->id, to);
+    return 0;
 }
 
 /* ---- async work -------------------------------------------------------------------------- */
@@ -943,7 +1012,8 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
 
     rv = raft_start(&m->raft);
     if (rv != 0) {
-        snprintf(errmsg, BL_ERRMSG_SIZE, "raft start: %.200s", raft_errmsg(&m->raft));
+        snprintf(errmsg, BL_ERRMSG_SIZE, "raft start: %.200s",
+                 raft_errmsg(&m->raft)[0] != '\0' ? raft_errmsg(&m->raft) : raft_strerror(rv));
         rv = from_raft(rv);
         goto err_after_raft;
     }
@@ -1066,6 +1136,9 @@ void bl_member_close(struct bl_member *m, void (*cb)(void *arg), void *arg)
     m->closing = true;
     m->close_cb = cb;
     m->close_arg = arg;
+    if (m->transferring) {
+        return; /* user_transfer_cb finishes the close */
+    }
     if (raft_state(&m->raft) == RAFT_LEADER && (target = best_transfer_target(m)) != 0) {
         m->transfer.data = m;
         if (raft_transfer(&m->raft, &m->transfer, target, transfer_cb) == 0) {

@@ -92,6 +92,17 @@ int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_
 typedef void (*bl_read_cb)(void *arg, int status);
 int bl_member_read_barrier(struct bl_member *m, bl_read_cb cb, void *arg);
 
+/* Outcome of a leadership transfer: BL_OK when @new_leader (the target) is
+ * leader, BL_ETIMEOUT when it did not take over within the election timeout
+ * (@new_leader is then whoever leads now, 0 if unknown). */
+typedef void (*bl_transfer_cb)(void *arg, int status, uint64_t new_leader);
+
+/* Hand leadership to voter @to, or with @to == 0 to the voter with the
+ * highest match index. Returns BL_ENOLEADER on a non-leader, BL_EBADREQ when
+ * @to is this member, unknown or not a voter, BL_EUNAVAILABLE when there is
+ * no other voter or a transfer is already running, BL_ESHUTDOWN. */
+int bl_member_transfer(struct bl_member *m, uint64_t to, bl_transfer_cb cb, void *arg);
+
 /* Begin a read transaction on the applied state (serializable). The caller
  * ends it with bl_store_abort(). */
 int bl_member_read_begin(struct bl_member *m, struct bl_txn **txn);

@@ -122,20 +122,16 @@ static void respond_doc(struct bl_api *a, struct bl_http_exchange *ex, int statu
     respond(a, ex, status, bl_doc_content_type(a->doc.format), body, len, extra, n_extra);
 }
 
-static void respond_error(struct bl_api *a, struct bl_http_exchange *ex, int code, const char *fmt,
-                          ...) __attribute__((format(printf, 4, 5)));
-
-static void respond_error(struct bl_api *a, struct bl_http_exchange *ex, int code, const char *fmt,
-                          ...)
+/* Reply with the contract's error body for @code, plus the @n_extra headers. */
+static void respond_error_v(struct bl_api *a, struct bl_http_exchange *ex,
+                            const struct bl_http_header *extra_in, unsigned n_extra, int code,
+                            const char *fmt, va_list ap)
 {
-    struct bl_http_header extra[2];
+    struct bl_http_header extra[4];
     unsigned n = 0;
     char msg[512];
-    va_list ap;
 
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     bl_doc_reset(&a->doc, want_format(ex));
     bl_doc_map(&a->doc, 1);
     bl_doc_key(&a->doc, "error");
@@ -147,10 +143,45 @@ static void respond_error(struct bl_api *a, struct bl_http_exchange *ex, int cod
     if (code == BL_ENOLEADER || code == BL_ESHUTDOWN || code == BL_EUNAVAILABLE) {
         extra[n++] = header("Retry-After", "1");
     }
-    if (code == BL_EMETHOD) {
-        extra[n++] = header("Allow", "GET, PUT, DELETE, POST");
+    for (unsigned i = 0; i < n_extra && n < 4; i++) {
+        extra[n++] = extra_in[i];
     }
     respond_doc(a, ex, bl_code_http_status(code), extra, n);
+}
+
+static void respond_error(struct bl_api *a, struct bl_http_exchange *ex, int code, const char *fmt,
+                          ...) __attribute__((format(printf, 4, 5)));
+
+static void respond_error(struct bl_api *a, struct bl_http_exchange *ex, int code, const char *fmt,
+                          ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    respond_error_v(a, ex, NULL, 0, code, fmt, ap);
+    va_end(ap);
+}
+
+/* respond_error() with extra headers (X-Ballast-Replayed, Allow). */
+static void respond_error_h(struct bl_api *a, struct bl_http_exchange *ex,
+                            const struct bl_http_header *extra, unsigned n_extra, int code,
+                            const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static void respond_error_h(struct bl_api *a, struct bl_http_exchange *ex,
+                            const struct bl_http_header *extra, unsigned n_extra, int code,
+                            const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    respond_error_v(a, ex, extra, n_extra, code, fmt, ap);
+    va_end(ap);
+}
+
+/* 405 with an Allow header naming the methods @allow ("GET, PUT"). */
+static void method_not_allowed(struct bl_api *a, struct bl_http_exchange *ex, const char *allow)
+{
+    struct bl_http_header h = header("Allow", allow);
+    respond_error_h(a, ex, &h, 1, BL_EMETHOD, "%s is not allowed here (allowed: %s)",
+                    http_method_str((enum http_method)ex->method), allow);
 }
 
 static void doc_kv(struct bl_doc *d, const struct bl_kv *kv, bool with_value)
@@ -436,11 +467,12 @@ static void write_done(void *arg, int status, const struct bl_apply_result *res)
     }
     if (res->code == BL_ECASFAILED) {
         if (c->cas == 0) {
-            respond_error(a, c->ex, BL_ECASFAILED, "compare failed: the key exists");
+            respond_error_h(a, c->ex, extra, n_extra, BL_ECASFAILED,
+                            "compare failed: the key exists");
         } else {
-            respond_error(a, c->ex, BL_ECASFAILED,
-                          "compare failed: the key is absent or its mod_revision is not %" PRId64,
-                          c->cas);
+            respond_error_h(a, c->ex, extra, n_extra, BL_ECASFAILED,
+                            "compare failed: the key is absent or its mod_revision is not %" PRId64,
+                            c->cas);
         }
         goto out;
     }
@@ -685,7 +717,7 @@ static void handle_kv(struct bl_api *a, struct bl_http_exchange *ex)
         kind = CALL_DELETE;
         break;
     default:
-        respond_error(a, ex, BL_EMETHOD, "%s is not allowed on /v1/kv/", method_name(ex->method));
+        method_not_allowed(a, ex, "GET, PUT, DELETE");
         return;
     }
     c = call_new(a, ex, kind);
@@ -872,19 +904,26 @@ static bool path_starts(const struct bl_http_exchange *ex, const char *p)
     return ex->path_len >= n && memcmp(ex->path, p, n) == 0;
 }
 
+/* The path is @p or below it ("/v1/lease" matches "/v1/lease/7", not "/v1/leases"). */
+static bool path_under(const struct bl_http_exchange *ex, const char *p)
+{
+    size_t n = strlen(p);
+    return path_starts(ex, p) && (ex->path_len == n || ex->path[n] == '/');
+}
+
 static bool method_is(struct bl_api *a, struct bl_http_exchange *ex, int method)
 {
     if (ex->method == method) {
         return true;
     }
-    respond_error(a, ex, BL_EMETHOD, "%s is not allowed here", method_name(ex->method));
+    method_not_allowed(a, ex, method_name(method));
     return false;
 }
 
 void bl_api_handle(struct bl_http_exchange *ex, void *arg)
 {
-    static const char *const later[] = {"/v1/txn",      "/v1/watch/", "/v1/lease",   "/v1/leader",
-                                        "/v1/snapshot", "/metrics",   "/v1/members/"};
+    static const char *const later[] = {"/v1/txn",      "/v1/watch", "/v1/lease",  "/v1/leader",
+                                        "/v1/snapshot", "/metrics",  "/v1/members"};
     struct bl_api *a = arg;
 
     if (path_is(ex, "/healthz")) {
@@ -918,7 +957,7 @@ void bl_api_handle(struct bl_http_exchange *ex, void *arg)
         }
     } else {
         for (unsigned i = 0; i < sizeof later / sizeof later[0]; i++) {
-            if (path_starts(ex, later[i]) || path_is(ex, "/v1/members")) {
+            if (path_under(ex, later[i])) {
                 respond_error(a, ex, BL_ENOTIMPL, "%s %.*s is not implemented by this version",
                               method_name(ex->method), (int)ex->path_len, ex->path);
                 return;
