@@ -44,7 +44,12 @@
 #define DEFAULT_SNAPSHOT_THRESHOLD 8192
 #define DEFAULT_SNAPSHOT_TRAILING  2048
 #define DEFAULT_PROPOSE_TIMEOUT_MS 10000
-#define DEFAULT_QUOTA_BYTES        (2ULL << 30)
+/* canonical/raft 0.15 drops an InstallSnapshot that arrives while the
+ * follower takes its own snapshot, without answering; the leader resends it
+ * only after this timeout (raft's default is 30 s). It must still cover
+ * sending the largest snapshot. */
+#define DEFAULT_INSTALL_SNAPSHOT_TIMEOUT_MS 10000
+#define DEFAULT_QUOTA_BYTES                 (2ULL << 30)
 /* The LMDB map is larger than the quota: writes are admitted against the
  * quota on the leader, and the rest absorbs what admission cannot see
  * (other members' page layout, deletes, the request-id table). A committed
@@ -968,6 +973,9 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
                                                                   : DEFAULT_SNAPSHOT_THRESHOLD);
     raft_set_snapshot_trailing(&m->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing
                                                                 : DEFAULT_SNAPSHOT_TRAILING);
+    raft_set_install_snapshot_timeout(&m->raft, cfg->install_snapshot_timeout_ms
+                                                    ? cfg->install_snapshot_timeout_ms
+                                                    : DEFAULT_INSTALL_SNAPSHOT_TIMEOUT_MS);
 
     if (fresh) {
         if (cfg->initial_cluster == NULL || cfg->initial_cluster[0] == '\0') {

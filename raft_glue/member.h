@@ -41,7 +41,8 @@ struct bl_member_config {
     unsigned snapshot_threshold;   /* entries between snapshots; 0 = default (8192) */
     unsigned snapshot_trailing;    /* entries kept after a snapshot; 0 = default (2048) */
     unsigned propose_timeout_ms;   /* a write not applied by then is BL_ETIMEOUT; 0 = 10000 */
-    uint64_t quota_bytes;          /* store size limit for new writes; 0 = 2 GiB */
+    unsigned install_snapshot_timeout_ms; /* leader resends a snapshot after; 0 = 10000 */
+    uint64_t quota_bytes;                 /* store size limit for new writes; 0 = 2 GiB */
 };
 
 enum bl_role {

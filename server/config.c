@@ -60,6 +60,8 @@ static const struct option_row OPTIONS[] = {
         "log entries between two snapshots"),
     OPT("snapshot-trailing", K_U64, snapshot_trailing, "2048",
         "log entries kept behind a snapshot for slow followers"),
+    OPT("install-snapshot-timeout", K_DURATION, install_snapshot_timeout_ms, "10s",
+        "a leader resends a snapshot not acknowledged by then (must cover sending it)"),
     OPT("help", K_FLAG, show_help, NULL, "print this help"),
     OPT("version", K_FLAG, show_version, NULL, "print the version"),
 };

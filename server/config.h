@@ -32,6 +32,7 @@ struct bl_config {
     uint64_t heartbeat_timeout_ms;
     uint64_t snapshot_threshold;
     uint64_t snapshot_trailing;
+    uint64_t install_snapshot_timeout_ms;
     int show_help;
     int show_version;
 };

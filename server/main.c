@@ -109,6 +109,7 @@ int main(int argc, char **argv)
     mc.snapshot_threshold = (unsigned)d.cfg.snapshot_threshold;
     mc.snapshot_trailing = (unsigned)d.cfg.snapshot_trailing;
     mc.propose_timeout_ms = (unsigned)d.cfg.propose_timeout_ms;
+    mc.install_snapshot_timeout_ms = (unsigned)d.cfg.install_snapshot_timeout_ms;
     mc.quota_bytes = d.cfg.quota_bytes;
 
     rv = bl_member_start(d.loop, &mc, &d.member, errmsg);
