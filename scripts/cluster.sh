@@ -33,7 +33,7 @@ start() {
 
 Cluster is up. Try:
   curl -sS -X PUT --data-binary hello http://127.0.0.1:8381/v1/kv/greeting
-  curl -sS http://127.0.0.1:8383/v1/kv/greeting?raw; echo
+  curl -sS 'http://127.0.0.1:8383/v1/kv/greeting?raw'; echo
   export BALLAST_ENDPOINTS=$ENDPOINTS
   $CTL put greeting hello && $CTL get greeting && $CTL status
 Stop it with: scripts/cluster.sh stop   (logs: $DIR/member-N.log)
