@@ -310,6 +310,27 @@ int ballast_members(struct ballast_client *c, struct ballast_member **out, size_
 /* Free the array @m of @n members and everything they own. */
 void ballast_members_free(struct ballast_member *m, size_t n);
 
+/* POST /v1/leader: hand leadership to voter @to, or with @to == 0 to the
+ * voter the leader finds most caught up. Any member may be asked (a
+ * follower relays it to the leader); the call fails over like a write. The
+ * server answers once the target leads, or after its election timeout.
+ * Asking for the member that already leads succeeds at once (no election).
+ * On success *@new_leader (@new_leader may be NULL) is the id of the leader
+ * now. Retries: a transfer to a given @to is retried like a cas write (a
+ * repeat is harmless); a transfer to the best candidate is never sent again
+ * once it may have reached a server, since a repeat could move leadership
+ * a second time (it then fails with BALLAST_ETIMEOUT or BALLAST_EUNAVAILABLE).
+ * A 504 answer is never retried: it is the leader's verdict that the target
+ * did not take over within its election timeout.
+ * Errors: BALLAST_EBADARG (@to is not a voter of the cluster),
+ * BALLAST_ENOLEADER (no leader, no other voter, or a transfer already
+ * running, on every attempt), BALLAST_ETIMEOUT (the target did not take
+ * over within the election timeout: ballast_errmsg() names the leader now
+ * when the server knows it; or the outcome is unknown), BALLAST_EUNAVAILABLE,
+ * BALLAST_EUNAUTHORIZED, BALLAST_EFORBIDDEN, BALLAST_ESERVER, BALLAST_EPROTO,
+ * BALLAST_ENOMEM. */
+int ballast_leader_transfer(struct ballast_client *c, uint64_t to, uint64_t *new_leader);
+
 /* Send any request and hand back the reply body as it came: @method ("GET",
  * "PUT", ...), @target (path and query, already percent-encoded), @body of
  * @len bytes (NULL/0 for none). With @accept_json the request asks for

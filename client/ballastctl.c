@@ -53,7 +53,7 @@ struct args {
 
 static const char USAGE[] =
     "usage: ballastctl [--endpoints HOST:PORT,...] [-o text|simple|table|json] [--timeout D]\n"
-    "                  <put|get|del|status|members list|health> [args] [flags]\n";
+    "                  <put|get|del|status|members list|leader transfer|health> [args] [flags]\n";
 
 static const char HELP[] =
     "ballastctl: command-line client of the Ballast key-value store.\n"
@@ -79,11 +79,14 @@ static const char HELP[] =
     "                         the member table not among them, each on its own; exits 1\n"
     "                         only if none answered.\n"
     "  members list           the member table\n"
+    "  leader transfer [ID]   hand leadership to voter ID, or without ID to the most\n"
+    "                         caught-up voter; prints \"leader is now NAME (ID)\" once it\n"
+    "                         leads. Naming the member that leads already changes nothing.\n"
     "  health                 GET /healthz and /readyz on every endpoint; exits 1 if any\n"
     "                         endpoint is unhealthy or not ready.\n"
     "\n"
     "Not supported by this version (they exit 2): txn, watch, lease, members add,\n"
-    "members remove, members promote, leader transfer, snapshot.\n"
+    "members remove, members promote, snapshot.\n"
     "\n"
     "Global flags (before or after the command; \"--\" ends the flags):\n"
     "  --endpoints HOST:PORT,...  members to talk to, in order of preference; the\n"
@@ -987,12 +990,62 @@ static int cmd_health(struct ballast_client *c, const struct args *a)
     return rv;
 }
 
+/* --- leader transfer ------------------------------------------------------ */
+
+/* Parse a member id (decimal, 1..2^63-1). Returns 0 or -1. */
+static int parse_id(const char *s, uint64_t *id)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v == 0 || v > INT64_MAX) {
+        return -1;
+    }
+    *id = v;
+    return 0;
+}
+
+static int cmd_leader_transfer(struct ballast_client *c, const struct args *a)
+{
+    uint64_t to = 0, leader = 0;
+    if (a->npos == 3 && parse_id(a->pos[2], &to) != 0) {
+        return usage_error("bad member id \"%s\"", a->pos[2]);
+    }
+    if (a->fmt == FMT_JSON) {
+        char body[48];
+        int len = to ? snprintf(body, sizeof body, "{\"to\":%llu}", (unsigned long long)to) : 0;
+        return raw_json(c, "leader transfer", NULL, 0, "POST", "/v1/leader", len ? body : NULL,
+                        (size_t)len);
+    }
+    if (ballast_leader_transfer(c, to, &leader) != 0) {
+        return fail(c, "leader transfer", NULL, 0);
+    }
+    /* The name, from the member table (any member's will do). */
+    struct ballast_member *m = NULL;
+    size_t n = 0;
+    const char *name = NULL;
+    if (ballast_members(c, &m, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            if (m[i].id == leader && m[i].name[0]) {
+                name = m[i].name;
+            }
+        }
+    }
+    if (name) {
+        printf("leader is now %s (%llu)\n", name, (unsigned long long)leader);
+    } else {
+        printf("leader is now member %llu\n", (unsigned long long)leader);
+    }
+    ballast_members_free(m, n);
+    return EXIT_OK;
+}
+
 /* --- main --------------------------------------------------------------- */
 
 /* Whether the command is one this version does not implement. */
 static int unsupported(const struct args *a)
 {
-    static const char *const cmds[] = {"txn", "watch", "lease", "leader", "snapshot"};
+    static const char *const cmds[] = {"txn", "watch", "lease", "snapshot"};
     const char *cmd = a->pos[0];
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i]) == 0) {
@@ -1061,6 +1114,15 @@ int main(int argc, char **argv)
             return usage_error("members wants list");
         }
         run = cmd_members_list;
+    } else if (strcmp(cmd, "leader") == 0) {
+        uint64_t id;
+        if (a.npos < 2 || a.npos > 3 || strcmp(a.pos[1], "transfer") != 0) {
+            return usage_error("leader wants transfer [ID]");
+        }
+        if (a.npos == 3 && parse_id(a.pos[2], &id) != 0) {
+            return usage_error("bad member id \"%s\" (want a number >= 1)", a.pos[2]);
+        }
+        run = cmd_leader_transfer;
     } else if (strcmp(cmd, "health") == 0) {
         if (a.npos != 1) {
             return usage_error("health takes no arguments");
@@ -1090,6 +1152,12 @@ int main(int argc, char **argv)
         /* one member at a time, no failover: fail fast on a dead one */
         o.connect_timeout_ms = 1000;
         o.attempt_timeout_ms = 3000;
+    }
+    if (run == cmd_leader_transfer) {
+        /* -o json sends it as a plain write: a repeat of "hand it to the
+         * best" could move leadership twice, and a 504 (the target did not
+         * take over) is the answer to show */
+        o.no_retry_unsent_writes = 1;
     }
     char err[256];
     struct ballast_client *c = ballast_client_new(endpoints, &o, err, sizeof err);

@@ -103,8 +103,10 @@ struct req {
     int has_body;             /* send Content-Length (even 0) */
     const char *content_type; /* NULL: none */
     int accept_json;
-    int write; /* not GET/HEAD: carries a request id */
-    int cas;   /* a cas write: can never apply twice */
+    int write;     /* not GET/HEAD: carries a request id */
+    int cas;       /* a cas write: can never apply twice */
+    int once;      /* never resent once it may have reached a server */
+    int final_504; /* a 504 answer is the server's verdict, not a lost answer */
     char id[33];
 };
 
@@ -1217,7 +1219,7 @@ static enum outcome attempt(struct ballast_client *c, struct conn *cn, const str
 /* Whether a request that may have been executed can be sent again. */
 static int may_resend(const struct ballast_client *c, const struct req *rq)
 {
-    return !rq->write || rq->cas || !c->o.no_retry_unsent_writes;
+    return !rq->write || rq->cas || (!rq->once && !c->o.no_retry_unsent_writes);
 }
 
 /* Jittered exponential backoff for the @k-th wait of a call. */
@@ -1256,7 +1258,7 @@ static int do_call(struct ballast_client *c, const struct req *rq, struct resp *
                 conn_close(cn);
             }
             if (fixed || (rs->status != 503 && rs->status != 504) ||
-                (rs->status == 504 && !may_resend(c, rq))) {
+                (rs->status == 504 && (!may_resend(c, rq) || rq->final_504))) {
                 return 0;
             }
         } else {
@@ -2362,6 +2364,52 @@ int ballast_members(struct ballast_client *c, struct ballast_member **out, size_
                                                    : BALLAST_EPROTO;
         if (rv != 0) {
             rv = bad_reply(c, rv, &rq);
+        }
+    }
+    mp_reply_free(&m);
+    return rv;
+}
+
+int ballast_leader_transfer(struct ballast_client *c, uint64_t to, uint64_t *new_leader)
+{
+    if (new_leader) {
+        *new_leader = 0;
+    }
+    if (!c) {
+        return BALLAST_EBADARG;
+    }
+    /* {"to": to} as fixmap(1), fixstr "to", uint64; {} for the best candidate */
+    unsigned char body[13] = {0x81, 0xa2, 't', 'o', 0xcf};
+    size_t len = 13;
+    for (int i = 0; i < 8; i++) {
+        body[5 + i] = (unsigned char)(to >> (56 - 8 * i));
+    }
+    if (to == 0) {
+        body[0] = 0x80;
+        len = 1;
+    }
+    struct req rq;
+    req_init(c, &rq, "POST", "/v1/leader");
+    rq.body = body;
+    rq.body_len = len;
+    rq.has_body = 1;
+    rq.content_type = CT_MSGPACK;
+    /* Asking again for one target is harmless: once it leads, the server
+     * answers 200 without an election. Asking again for "the best" could
+     * move leadership a second time, so that request is never resent. A 504
+     * says the target did not take over in time (and who leads): final. */
+    rq.cas = to != 0;
+    rq.once = to == 0;
+    rq.final_504 = 1;
+    struct mp_reply m;
+    int rv = mp_call(c, &rq, &m, NULL);
+    if (rv == 0) {
+        uint64_t leader = 0;
+        if (m.u.data.type != MSGPACK_OBJECT_MAP || mp_u64(&m.u.data, "leader", &leader) != 0 ||
+            leader == 0) {
+            rv = bad_reply(c, BALLAST_EPROTO, &rq);
+        } else if (new_leader) {
+            *new_leader = leader;
         }
     }
     mp_reply_free(&m);

@@ -641,8 +641,9 @@ int bl_member_leader_client_url(struct bl_member *m, char *buf, size_t len)
         return BL_ENOLEADER;
     }
     if (id == m->id) {
-        snprintf(buf, len, "%s", m->client_url);
-        return 0;
+        /* This member leads but refused the request (a leadership transfer
+         * is running, or it is closing): there is no one to forward to. */
+        return BL_ENOLEADER;
     }
     rv = bl_store_begin(m->store, false, &txn);
     if (rv != 0) {

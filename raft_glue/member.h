@@ -139,8 +139,10 @@ struct bl_member_info {
  * table. *@out is malloc'd; the caller frees it with free(). */
 int bl_member_list(struct bl_member *m, struct bl_member_info **out, unsigned *n);
 
-/* Copy the leader's client address into @buf. Returns BL_ENOLEADER when no
- * leader is known or it has not published its address yet. */
+/* Copy the leader's client address into @buf, to forward a request there.
+ * Returns BL_ENOLEADER when no leader is known, it has not published its
+ * address yet, or the leader is this member itself (which then refused the
+ * request: a leadership transfer is running, or it is closing). */
 int bl_member_leader_client_url(struct bl_member *m, char *buf, size_t len);
 
 /* True if this member is the leader. */

@@ -24,6 +24,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "reqdoc.h"
 
 #define KV_PREFIX           "/v1/kv/"
 #define MAX_RAW_KEY         (3 * BL_KEY_MAX)
@@ -854,6 +855,188 @@ static void handle_publish(struct bl_api *a, struct bl_http_exchange *ex)
     a->pending++;
 }
 
+/* ---- leadership transfer ------------------------------------------------------------------ */
+
+/* POST /v1/leader waiting for bl_member_transfer(). The call comes first so
+ * that forward() can take &lc->base and free it with call_free(); of the
+ * call, only a, ex and format are used on this path. */
+struct leader_call {
+    struct call base;
+    struct bl_member *member; /* the member that runs the transfer */
+    uint64_t to;              /* as asked: 0 = the best candidate */
+};
+
+/* 200 {"leader": id, "term": T}. */
+static void respond_leader(struct bl_api *a, struct bl_http_exchange *ex, int format,
+                           struct bl_member *m, uint64_t leader)
+{
+    uint64_t term = 0, applied, revision;
+
+    bl_member_indexes(m, &term, &applied, &revision);
+    bl_doc_reset(&a->doc, format);
+    bl_doc_map(&a->doc, 2);
+    bl_doc_key(&a->doc, "leader");
+    bl_doc_uint(&a->doc, leader);
+    bl_doc_key(&a->doc, "term");
+    bl_doc_uint(&a->doc, term);
+    respond_doc(a, ex, 200, NULL, 0);
+}
+
+static void leader_done(void *arg, int status, uint64_t new_leader)
+{
+    struct leader_call *lc = arg;
+    struct bl_api *a = lc->base.a;
+    char who[64], now[64];
+
+    a->pending--;
+    if (status == BL_OK) {
+        respond_leader(a, lc->base.ex, lc->base.format, lc->member, new_leader);
+    } else {
+        if (lc->to != 0) {
+            snprintf(who, sizeof who, "member %" PRIu64, lc->to);
+        } else {
+            snprintf(who, sizeof who, "the most caught-up voter");
+        }
+        if (new_leader != 0) {
+            snprintf(now, sizeof now, "member %" PRIu64 " leads now", new_leader);
+        } else {
+            snprintf(now, sizeof now, "no leader is known now");
+        }
+        respond_error(a, lc->base.ex, BL_ETIMEOUT,
+                      "%s did not take over within the election timeout; %s", who, now);
+    }
+    call_free(&lc->base);
+}
+
+/* Why bl_member_transfer() refused @to with @rv (BL_EBADREQ or
+ * BL_EUNAVAILABLE), from the member list. */
+static void respond_transfer_refused(struct bl_api *a, struct bl_http_exchange *ex, int rv,
+                                     uint64_t to)
+{
+    struct bl_member_info *list = NULL;
+    unsigned n = 0, others = 0;
+    const struct bl_member_info *target = NULL;
+
+    if (bl_member_list(a->member, &list, &n) != 0) {
+        n = 0;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (list[i].id != a->cfg->id && list[i].voter) {
+            others++;
+        }
+        if (list[i].id == to) {
+            target = &list[i];
+        }
+    }
+    free(list);
+    if (rv == BL_EBADREQ) {
+        if (target != NULL && !target->voter) {
+            respond_error(a, ex, BL_EBADREQ,
+                          "member %" PRIu64 " is a learner, not a voter of this cluster", to);
+        } else {
+            respond_error(a, ex, BL_EBADREQ, "member %" PRIu64 " is not a voter of this cluster",
+                          to);
+        }
+    } else if (others == 0) {
+        respond_error(a, ex, BL_EUNAVAILABLE,
+                      "no other voter to hand leadership to: member %" PRIu64 " stays leader",
+                      a->cfg->id);
+    } else {
+        respond_error(a, ex, BL_EUNAVAILABLE, "a leadership transfer is already running");
+    }
+}
+
+/* The target from the body ({"to": id}, JSON or msgpack) and ?to=; 0 when
+ * neither names one. On bad input answer 400 and return non-zero. */
+static int parse_leader(struct bl_api *a, struct bl_http_exchange *ex, uint64_t *to)
+{
+    char errmsg[BL_ERRMSG_SIZE];
+    const char *ct, *v, *key;
+    size_t ct_len = 0, len;
+    uint64_t body_to = 0, query_to = 0;
+    json_t *doc, *val;
+    bool in_query;
+    int rv;
+
+    ct = bl_http_header_get(ex, "Content-Type", &ct_len);
+    rv = bl_reqdoc_decode(bl_reqdoc_format(ct, ct_len), ex->body, ex->body_len, true, &doc, errmsg);
+    if (rv != 0) {
+        respond_error(a, ex, rv, "%s", errmsg);
+        return -1;
+    }
+    json_object_foreach(doc, key, val)
+    {
+        if (strcmp(key, "to") != 0) {
+            respond_error(a, ex, BL_EBADREQ, "unknown field \"%s\" (the body is {\"to\": id})",
+                          key);
+            json_decref(doc);
+            return -1;
+        }
+    }
+    rv = bl_reqdoc_u64(doc, "to", false, &body_to, errmsg);
+    json_decref(doc);
+    if (rv != 0) {
+        respond_error(a, ex, rv, "%s", errmsg);
+        return -1;
+    }
+    in_query = query_has(ex, "to", &v, &len);
+    if (in_query && parse_u64(v, len, &query_to) != 0) {
+        respond_error(a, ex, BL_EBADREQ, "?to must be a member id");
+        return -1;
+    }
+    if (in_query && body_to != 0 && query_to != body_to) {
+        respond_error(a, ex, BL_EBADREQ,
+                      "?to=%" PRIu64 " and the body's \"to\": %" PRIu64 " disagree", query_to,
+                      body_to);
+        return -1;
+    }
+    *to = body_to != 0 ? body_to : query_to;
+    return 0;
+}
+
+/* POST /v1/leader: hand leadership to voter "to" (absent or 0: the voter
+ * with the highest match index). A follower relays it to the leader; a
+ * transfer to the leader itself is a no-op answered 200. */
+static void handle_leader(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    struct leader_call *lc;
+    uint64_t to = 0;
+    int rv;
+
+    if (parse_leader(a, ex, &to) != 0) {
+        return;
+    }
+    if (to == a->cfg->id && bl_member_is_leader(a->member)) {
+        respond_leader(a, ex, want_format(ex), a->member, to);
+        return;
+    }
+    lc = calloc(1, sizeof *lc);
+    if (lc == NULL) {
+        respond_error(a, ex, BL_ENOMEM, "out of memory");
+        return;
+    }
+    lc->base.a = a;
+    lc->base.ex = ex;
+    lc->base.format = want_format(ex);
+    lc->member = a->member;
+    lc->to = to;
+    rv = bl_member_transfer(a->member, to, leader_done, lc);
+    if (rv == BL_ENOLEADER) {
+        forward(&lc->base);
+        return;
+    }
+    if (rv == BL_EBADREQ || rv == BL_EUNAVAILABLE) {
+        respond_transfer_refused(a, ex, rv, to);
+    } else if (rv != 0) {
+        respond_error(a, ex, rv, "leadership transfer: %s", bl_strerror(rv));
+    }
+    if (rv != 0) {
+        call_free(&lc->base);
+        return;
+    }
+    a->pending++;
+}
+
 static void publish_done(void *arg, int status, const struct bl_http_response *resp)
 {
     struct bl_api *a = arg;
@@ -922,7 +1105,7 @@ static bool method_is(struct bl_api *a, struct bl_http_exchange *ex, int method)
 
 void bl_api_handle(struct bl_http_exchange *ex, void *arg)
 {
-    static const char *const later[] = {"/v1/txn",      "/v1/watch", "/v1/lease",  "/v1/leader",
+    static const char *const later[] = {"/v1/txn",      "/v1/watch", "/v1/lease",
                                         "/v1/snapshot", "/metrics",  "/v1/members"};
     struct bl_api *a = arg;
 
@@ -950,6 +1133,10 @@ void bl_api_handle(struct bl_http_exchange *ex, void *arg)
     } else if (path_is(ex, "/readyz")) {
         if (method_is(a, ex, HTTP_GET)) {
             handle_ready(a, ex);
+        }
+    } else if (path_is(ex, "/v1/leader")) {
+        if (method_is(a, ex, HTTP_POST)) {
+            handle_leader(a, ex);
         }
     } else if (path_is(ex, "/v1/internal/publish")) {
         if (method_is(a, ex, HTTP_POST)) {

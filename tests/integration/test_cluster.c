@@ -890,6 +890,111 @@ START_TEST(store_quota_full_then_recovers)
 }
 END_TEST
 
+/* --- 10. Leadership transfer on demand ------------------------------------------- */
+
+/* POST /v1/leader with a JSON body to member @via; the answer must be 200
+ * naming @want (a member index) as leader. */
+static void transfer_to(struct tc_cluster *c, int via, int want, const char *what)
+{
+    static const char *const json[] = {"Content-Type: application/json", NULL};
+    struct tc_response r;
+    char body[64];
+    uint64_t id = 0, term = 0;
+
+    snprintf(body, sizeof body, "{\"to\": %llu}", (unsigned long long)c->members[want].id);
+    call(tc_addr(c, via), "POST", "/v1/leader", body, strlen(body), json, &r);
+    ck_assert_msg(r.status == 200, "%s: POST /v1/leader %s via %s: %d %.300s", what, body,
+                  c->members[via].name, r.status, r.body);
+    ck_assert_msg(tc_json_u64(r.body, "leader", &id) && id == c->members[want].id,
+                  "%s: the answer names leader %llu, want %llu: %.300s", what,
+                  (unsigned long long)id, (unsigned long long)c->members[want].id, r.body);
+    ck_assert_msg(tc_json_u64(r.body, "term", &term) && term > 0, "%s: no term in %.300s", what,
+                  r.body);
+    expect_ballast_headers(&r, what);
+    tc_response_free(&r);
+}
+
+START_TEST(leader_transfer_on_demand)
+{
+    static const char *const json[] = {"Content-Type: application/json", NULL};
+    static const char not_member[] = "{\"to\": 99}", unknown_field[] = "{\"too\": 1}";
+    struct tc_cluster *c = tc_cluster_start(3);
+    int leader = tc_wait_stable(c, START_TIMEOUT_MS);
+    int target = (leader + 1) % 3, via = (leader + 2) % 3, now;
+    char all[256], line[128];
+    uint64_t rev, next;
+    struct tc_ctl_result res;
+    struct tc_response r;
+    int64_t start, elapsed;
+    const char *allow;
+
+    rev = tc_put(c, leader, "t10/before", "0", 1);
+
+    /* Through a follower that is not the target: relayed to the leader,
+     * which answers once the target leads. */
+    start = tc_now_ms();
+    transfer_to(c, via, target, "transfer through a follower");
+    elapsed = tc_now_ms() - start;
+    now = tc_wait_leader(c, elapsed < 5000 ? (int)(5000 - elapsed) : 0);
+    ck_assert_msg(now == target, "%s leads after the transfer to %s", c->members[now].name,
+                  c->members[target].name);
+    ck_assert_msg(tc_now_ms() - start < 5000, "the transfer took %lld ms",
+                  (long long)(tc_now_ms() - start));
+    fprintf(stderr, "METRIC leader_transfer_ms=%lld\n", (long long)elapsed);
+    next = tc_put(c, via, "t10/after-http", "1", 1);
+    ck_assert_msg(next > rev, "revision %llu after the transfer, %llu before",
+                  (unsigned long long)next, (unsigned long long)rev);
+    rev = next;
+
+    /* Naming the member that leads already is a no-op answered 200. */
+    transfer_to(c, leader, target, "transfer to the leader itself");
+    ck_assert_int_eq(tc_wait_leader(c, 5000), target);
+
+    /* Only POST. */
+    call(tc_addr(c, via), "GET", "/v1/leader", NULL, 0, NULL, &r);
+    expect_error(&r, 405, "bad_request", "GET /v1/leader");
+    allow = tc_header(&r, "Allow");
+    ck_assert_msg(allow != NULL && strcmp(allow, "POST") == 0, "GET /v1/leader: Allow %s",
+                  allow ? allow : "absent");
+    tc_response_free(&r);
+
+    /* ballastctl without an id: the most caught-up other voter. */
+    tc_endpoints(c, all, sizeof all);
+    tc_ctl(all, &res, "leader", "transfer", TC_END);
+    ck_assert_msg(res.status == 0, "ballastctl leader transfer: exit %d; stdout: %s; stderr: %s",
+                  res.status, res.out, res.err);
+    now = tc_wait_leader(c, 5000);
+    ck_assert_msg(now != target, "ballastctl leader transfer: %s still leads; it printed %s",
+                  c->members[now].name, res.out);
+    snprintf(line, sizeof line, "leader is now %s (%llu)", c->members[now].name,
+             (unsigned long long)c->members[now].id);
+    ck_assert_msg(strstr(res.out, line) != NULL,
+                  "ballastctl leader transfer printed '%s', want '%s'", res.out, line);
+    tc_ctl_free(&res);
+    next = tc_put(c, target, "t10/after-ctl", "2", 1);
+    ck_assert_msg(next > rev, "revision %llu after the second transfer, %llu before",
+                  (unsigned long long)next, (unsigned long long)rev);
+    rev = next;
+
+    /* Not a member: 400, relayed from the leader; leadership stays. */
+    call(tc_addr(c, (now + 1) % 3), "POST", "/v1/leader", not_member, strlen(not_member), json, &r);
+    expect_error(&r, 400, "bad_request", "POST /v1/leader {\"to\": 99}");
+    ck_assert_msg(strstr(r.body, "member 99 is not a voter") != NULL, "message: %.300s", r.body);
+    tc_response_free(&r);
+    call(tc_addr(c, now), "POST", "/v1/leader?to=99", NULL, 0, NULL, &r);
+    expect_error(&r, 400, "bad_request", "POST /v1/leader?to=99");
+    tc_response_free(&r);
+    call(tc_addr(c, now), "POST", "/v1/leader", unknown_field, strlen(unknown_field), json, &r);
+    expect_error(&r, 400, "bad_request", "POST /v1/leader {\"too\": 1}");
+    tc_response_free(&r);
+    ck_assert_int_eq(tc_wait_leader(c, 5000), now);
+    next = tc_put(c, (now + 2) % 3, "t10/after-refusal", "3", 1);
+    ck_assert_msg(next > rev, "revision %llu after the refused transfer, %llu before",
+                  (unsigned long long)next, (unsigned long long)rev);
+    tc_cluster_stop(c);
+}
+END_TEST
+
 /* --- Suite ----------------------------------------------------------------------- */
 
 /* One test per test case, named after it, so CK_RUN_CASE selects it. */
@@ -918,6 +1023,7 @@ static Suite *cluster_suite(void)
     add_case(s, "corrupt_log_refuses_to_start", corrupt_log_refuses_to_start);
     add_case(s, "follower_catches_up_through_snapshot", follower_catches_up_through_snapshot);
     add_case(s, "store_quota_full_then_recovers", store_quota_full_then_recovers);
+    add_case(s, "leader_transfer_on_demand", leader_transfer_on_demand);
     return s;
 }
 

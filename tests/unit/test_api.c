@@ -693,7 +693,6 @@ START_TEST(test_routing)
         {"GET", "/metrics"},
         {"POST", "/v1/members"},
         {"DELETE", "/v1/members/2"},
-        {"POST", "/v1/leader"},
         {"GET", "/v1/snapshot"},
         {"POST", "/v1/lease/5/keepalive"},
         {"GET", "/v1/watch/a/b?prefix"},
@@ -735,6 +734,19 @@ START_TEST(test_routing)
         ck_assert_msg(r.status == 501, "%s %s: %d", not_impl[i][0], not_impl[i][1], r.status);
         expect_error(&r, 501, "bad_request");
     }
+
+    /* leadership transfer on a single member: nobody to hand it to */
+    req(&c, &r, "POST", "/v1/leader", NULL, NULL, 0);
+    expect_error(&r, 503, "no_leader");
+    req(&c, &r, "POST", "/v1/leader", "Content-Type: application/json\r\n", "{\"to\": 1}", 9);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(ju(r.json, "leader"), 1);
+    ck_assert_uint_ge(ju(r.json, "term"), 1);
+    req(&c, &r, "POST", "/v1/leader", "Content-Type: application/msgpack\r\n", "\x81\xa2to\x07", 5);
+    expect_error(&r, 400, "bad_request");
+    req(&c, &r, "GET", "/v1/leader", NULL, NULL, 0);
+    expect_error(&r, 405, "bad_request");
+    ck_assert_str_eq(hdr_req(&r, "Allow"), "POST");
 
     get(&c, &r, "/v1/status");
     ck_assert_int_eq(r.status, 200);
