@@ -21,8 +21,10 @@
  *     and for writes unless no_retry_unsent_writes (cas writes always),
  *     which is safe because every write carries one request id for all its
  *     attempts;
- *   - the server answers 503: not executed; next endpoint after a backoff of
- *     at least Retry-After (capped at backoff_max_ms);
+ *   - the server answers 503: not executed; like a failed connect, the next
+ *     endpoint at once (another member may already know the new leader),
+ *     and only after a whole pass of endpoints that refused or answered 503
+ *     a backoff of at least Retry-After (capped at backoff_max_ms);
  *   - an unparseable answer or out of memory: fail at once.
  * Attempts are bounded by max_attempts, each by attempt_timeout_ms, and the
  * whole call by request_timeout_ms. When the last attempt got a 503 or 504,
@@ -1243,7 +1245,7 @@ static int do_call(struct ballast_client *c, const struct req *rq, struct resp *
                    const struct endpoint *fixed, struct conn *fixed_cn)
 {
     int64_t deadline = now_ms() + c->o.request_timeout_ms;
-    unsigned attempts = 0, waits = 0;
+    unsigned attempts = 0, waits = 0, since_wait = 0;
     int stale_done = 0;
     resp_reset(rs);
     for (;;) {
@@ -1277,7 +1279,10 @@ static int do_call(struct ballast_client *c, const struct req *rq, struct resp *
         }
         attempts++;
         int64_t delay = 0;
-        if (oc != OUT_UNSENT || attempts >= c->n_eps) {
+        /* Not executed (refused, 503): try the other endpoints first. */
+        int not_executed = oc == OUT_UNSENT || (oc == OUT_DONE && rs->status == 503);
+        if (!not_executed || ++since_wait >= c->n_eps) {
+            since_wait = 0;
             delay = backoff_ms(c, waits++);
             if (oc == OUT_DONE && rs->status == 503 && rs->retry_after >= 0) {
                 int64_t ra = (int64_t)rs->retry_after * 1000;
