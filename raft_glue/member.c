@@ -428,7 +428,7 @@ static void expire_proposals(struct bl_member *m, bool all)
 
 /* ---- linearizable reads ------------------------------------------------------ */
 
-static void reads_fail(struct read_list *l, int status)
+static void reads_complete(struct read_list *l, int status)
 {
     struct read_wait *w = l->head;
     l->head = l->tail = NULL;
@@ -448,7 +448,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
     int rv = status == 0 ? BL_OK : BL_ENOLEADER;
 
     m->barrier_busy = false;
-    reads_fail(&m->reads_inflight, rv);
+    reads_complete(&m->reads_inflight, rv);
     if (m->reads_next.head != NULL) {
         start_barrier(m);
     }
@@ -463,7 +463,7 @@ static void start_barrier(struct bl_member *m)
     m->barrier.data = m;
     rv = raft_barrier(&m->raft, &m->barrier, barrier_cb);
     if (rv != 0) {
-        reads_fail(&m->reads_inflight, rv == RAFT_NOTLEADER ? BL_ENOLEADER : from_raft(rv));
+        reads_complete(&m->reads_inflight, rv == RAFT_NOTLEADER ? BL_ENOLEADER : from_raft(rv));
         return;
     }
     m->barrier_busy = true;
@@ -1086,8 +1086,8 @@ static void raft_closed_cb(struct raft *r)
         proposal_unlink(m, p);
         free(p);
     }
-    reads_fail(&m->reads_inflight, BL_ESHUTDOWN);
-    reads_fail(&m->reads_next, BL_ESHUTDOWN);
+    reads_complete(&m->reads_inflight, BL_ESHUTDOWN);
+    reads_complete(&m->reads_next, BL_ESHUTDOWN);
     bl_fsm_close(&m->fsm);
     bl_store_close(m->store);
     m->store = NULL;
@@ -1104,7 +1104,7 @@ static void do_close(struct bl_member *m)
     }
     m->close_requested = false;
     uv_timer_stop(&m->watch);
-    reads_fail(&m->reads_next, BL_ESHUTDOWN);
+    reads_complete(&m->reads_next, BL_ESHUTDOWN);
     raft_close(&m->raft, raft_closed_cb);
 }
 
