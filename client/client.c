@@ -1246,6 +1246,7 @@ static int do_call(struct ballast_client *c, const struct req *rq, struct resp *
 {
     int64_t deadline = now_ms() + c->o.request_timeout_ms;
     unsigned attempts = 0, waits = 0, since_wait = 0;
+    int64_t round_retry_after = 0;
     int stale_done = 0;
     resp_reset(rs);
     for (;;) {
@@ -1279,19 +1280,21 @@ static int do_call(struct ballast_client *c, const struct req *rq, struct resp *
         }
         attempts++;
         int64_t delay = 0;
+        /* The largest Retry-After of this round of endpoints. */
+        if (oc == OUT_DONE && rs->status == 503 && rs->retry_after >= 0 &&
+            rs->retry_after * 1000 > round_retry_after) {
+            round_retry_after = rs->retry_after * 1000;
+        }
         /* Not executed (refused, 503): try the other endpoints first. */
         int not_executed = oc == OUT_UNSENT || (oc == OUT_DONE && rs->status == 503);
         if (!not_executed || ++since_wait >= c->n_eps) {
+            int64_t ra =
+                round_retry_after < c->o.backoff_max_ms ? round_retry_after : c->o.backoff_max_ms;
             since_wait = 0;
+            round_retry_after = 0;
             delay = backoff_ms(c, waits++);
-            if (oc == OUT_DONE && rs->status == 503 && rs->retry_after >= 0) {
-                int64_t ra = (int64_t)rs->retry_after * 1000;
-                if (ra > c->o.backoff_max_ms) {
-                    ra = c->o.backoff_max_ms;
-                }
-                if (ra > delay) {
-                    delay = ra;
-                }
+            if (ra > delay) {
+                delay = ra;
             }
         }
         if (attempts >= c->o.max_attempts || now_ms() + delay >= deadline) {
