@@ -35,7 +35,9 @@
  *     twice and are always retried.
  * Every other answer (2xx, 4xx, 500, 507, ...) is final. A stale keep-alive
  * connection found closed by the server is reopened to the same endpoint
- * without counting as an attempt.
+ * without counting as an attempt; if it was found closed only after a write
+ * was sent on it, that write counts as possibly sent (so with
+ * no_retry_unsent_writes it fails with BALLAST_EUNAVAILABLE instead).
  *
  * Ownership. Everything a call returns (structs, strings, buffers) belongs to
  * the caller and stays valid until the caller frees it with the matching
