@@ -180,12 +180,25 @@ static int run_member_set(struct run *r)
 {
     const struct bl_cmd *c = r->cmd;
     struct bl_mpw w = {0};
+    struct bl_member_attrs old;
+    const void *rec;
+    size_t len;
+    bool seen = (c->flags & BL_CMD_F_SELF) != 0;
     int rv;
 
-    bl_mpw_array(&w, 3);
+    /* "seen" only ever turns on: once a member ran under an id, that id
+     * may have voted, whatever is written about it later. */
+    rv = bl_store_member_get(r->txn, c->member_id, &rec, &len);
+    if (rv == 0 && bl_member_attrs_decode(rec, len, &old) == 0 && old.seen) {
+        seen = true;
+    } else if (rv != 0 && rv != BL_ENOTFOUND) {
+        return rv;
+    }
+    bl_mpw_array(&w, 4);
     bl_mpw_str(&w, c->name.p, c->name.len);
     bl_mpw_str(&w, c->peer_url.p, c->peer_url.len);
     bl_mpw_str(&w, c->client_url.p, c->client_url.len);
+    bl_mpw_uint(&w, seen ? 1 : 0);
     rv = w.error != 0 ? w.error : bl_store_member_put(r->txn, c->member_id, w.buf, w.len);
     free(w.buf);
     return rv;
@@ -388,13 +401,16 @@ int bl_result_next_prev(struct bl_result_view *v, struct bl_kv *kv)
 int bl_member_attrs_decode(const void *rec, size_t len, struct bl_member_attrs *m)
 {
     struct bl_mpr r = {rec, (const uint8_t *)rec + len};
+    uint64_t seen = 1; /* records before 0.2 were all written by the member itself */
     uint32_t n;
 
-    if (bl_mpr_array(&r, &n) != 0 || n != 3 ||
+    if (bl_mpr_array(&r, &n) != 0 || (n != 3 && n != 4) ||
         bl_mpr_bytes(&r, true, &m->name.p, &m->name.len) != 0 ||
         bl_mpr_bytes(&r, true, &m->peer_url.p, &m->peer_url.len) != 0 ||
-        bl_mpr_bytes(&r, true, &m->client_url.p, &m->client_url.len) != 0) {
+        bl_mpr_bytes(&r, true, &m->client_url.p, &m->client_url.len) != 0 ||
+        (n == 4 && bl_mpr_uint(&r, &seen) != 0)) {
         return BL_EMALFORMED;
     }
+    m->seen = seen != 0;
     return 0;
 }

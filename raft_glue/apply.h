@@ -83,6 +83,7 @@ struct bl_member_attrs {
     struct bl_slice name;
     struct bl_slice peer_url;
     struct bl_slice client_url;
+    bool seen; /* the member published itself under this id: it has run */
 };
 
 /* Decode a member table record (pointers into @rec). BL_EMALFORMED on error. */

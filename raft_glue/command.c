@@ -68,7 +68,7 @@ static int type_fields(uint64_t type)
     case BL_CMD_DELETE_RANGE:
         return 2;
     case BL_CMD_MEMBER_SET:
-        return 4;
+        return 5;
     default:
         return -1;
     }
@@ -105,6 +105,7 @@ static void put_cmd(struct bl_mpw *w, const struct bl_cmd *cmd)
         bl_mpw_str(w, cmd->name.p, cmd->name.len);
         bl_mpw_str(w, cmd->peer_url.p, cmd->peer_url.len);
         bl_mpw_str(w, cmd->client_url.p, cmd->client_url.len);
+        bl_mpw_uint(w, cmd->flags);
         break;
     }
 }
@@ -400,7 +401,7 @@ static int get_kv_fields(struct reader *r, struct bl_cmd *cmd)
     return get_uint(r, "flags", &cmd->flags);
 }
 
-static int get_member_fields(struct reader *r, struct bl_cmd *cmd)
+static int get_member_fields(struct reader *r, struct bl_cmd *cmd, bool with_flags)
 {
     int rv = get_uint(r, "member_id", &cmd->member_id);
     if (rv != 0) {
@@ -414,7 +415,11 @@ static int get_member_fields(struct reader *r, struct bl_cmd *cmd)
     if (rv != 0) {
         return rv;
     }
-    return get_str(r, "client_url", 1, MEMBER_URL_MAX, &cmd->client_url);
+    rv = get_str(r, "client_url", 1, MEMBER_URL_MAX, &cmd->client_url);
+    if (rv != 0 || !with_flags) {
+        return rv;
+    }
+    return get_uint(r, "flags", &cmd->flags);
 }
 
 int bl_cmd_decode(const void *buf, size_t len, struct bl_cmd *cmd, char *errmsg)
@@ -450,7 +455,10 @@ int bl_cmd_decode(const void *buf, size_t len, struct bl_cmd *cmd, char *errmsg)
     if (fields < 0) {
         return fail(&r, "unknown command type %" PRIu64, type);
     }
-    if (count != (uint64_t)(HEAD_FIELDS + fields)) {
+    /* MEMBER_SET had no flags before version 0.2: accept both forms. */
+    bool old_member_set =
+        type == BL_CMD_MEMBER_SET && count == (uint64_t)(HEAD_FIELDS + fields - 1);
+    if (count != (uint64_t)(HEAD_FIELDS + fields) && !old_member_set) {
         return fail(&r, "command type %" PRIu64 " has %" PRIu64 " elements, expected %d", type,
                     count, HEAD_FIELDS + fields);
     }
@@ -460,7 +468,7 @@ int bl_cmd_decode(const void *buf, size_t len, struct bl_cmd *cmd, char *errmsg)
         return rv;
     }
     if (cmd->type == BL_CMD_MEMBER_SET) {
-        rv = get_member_fields(&r, cmd);
+        rv = get_member_fields(&r, cmd, !old_member_set);
     } else {
         rv = get_kv_fields(&r, cmd);
     }

@@ -9,7 +9,8 @@
  *   BL_CMD_PUT:          key(bin), value(bin), cas(int), lease(uint), flags(uint)
  *   BL_CMD_DELETE:       key(bin), cas(int), flags(uint)
  *   BL_CMD_DELETE_RANGE: prefix(bin), flags(uint)
- *   BL_CMD_MEMBER_SET:   member_id(uint), name(str), peer_url(str), client_url(str)
+ *   BL_CMD_MEMBER_SET:   member_id(uint), name(str), peer_url(str), client_url(str),
+ *                        flags(uint) (absent in logs written before 0.2: read as 0)
  *
  * Decoding never copies: the slices of a decoded command point into the
  * buffer it was decoded from and stay valid while that buffer does. Every
@@ -31,6 +32,9 @@
 
 /* Flags carried by PUT/DELETE/DELETE_RANGE. */
 #define BL_CMD_F_PREV 0x1 /* answer with the previous kv(s) */
+/* MEMBER_SET: the member publishes itself, so it has run (and may have
+ * voted) under this id; an id added by an operator has not. */
+#define BL_CMD_F_SELF 0x2
 
 enum bl_cmd_type {
     BL_CMD_PUT = 1,
@@ -53,7 +57,7 @@ struct bl_cmd {
     struct bl_slice value;      /* PUT */
     int64_t cas;                /* PUT, DELETE: BL_CAS_NONE or a mod_revision */
     uint64_t lease;             /* PUT: lease id, 0 for none */
-    uint64_t flags;             /* BL_CMD_F_* */
+    uint64_t flags;             /* BL_CMD_F_* (PUT, DELETE*, MEMBER_SET) */
     uint64_t member_id;         /* MEMBER_SET */
     struct bl_slice name;       /* MEMBER_SET */
     struct bl_slice peer_url;   /* MEMBER_SET */

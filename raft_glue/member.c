@@ -34,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "fsm.h"
@@ -57,6 +59,9 @@
  * it unavailable), so this margin is what keeps a full store serving. */
 #define MAP_HEADROOM_MIN (64ULL << 20)
 #define PAGE_OVERHEAD    8192 /* B-tree pages a put may add besides its data */
+/* A learner within this many entries of the leader's log is promoted;
+ * raft then catches it up the rest of the way before the voter role commits. */
+#define PROMOTE_LAG 256
 
 struct proposal {
     struct raft_apply req;
@@ -107,6 +112,22 @@ struct bl_member {
     struct read_list reads_inflight;
     struct raft_barrier barrier;
     bool barrier_busy;
+
+    /* One membership change at a time (raft allows one uncommitted
+     * configuration): m->change is in use while change_busy. */
+    struct raft_change change;
+    bool change_busy;
+    int change_step; /* enum change_step */
+    bool change_voter;
+    uint64_t change_id, change_replace;
+    char *change_peer_url;
+    bl_change_cb change_cb;
+    void *change_arg;
+    bool promoting; /* the pending change is an automatic promotion */
+    bool auto_promote;
+    bool restored; /* DIR/restored: snapshot at once (see bl_member_start) */
+    unsigned snapshot_threshold, snapshot_trailing;
+    char change_name[256];
 
     struct raft_transfer transfer;
     bool transferring; /* m->transfer is in use */
@@ -524,7 +545,7 @@ bool bl_member_needs_publish(struct bl_member *m)
     if (bl_store_member_get(txn, m->id, &rec, &len) == 0 &&
         bl_member_attrs_decode(rec, len, &a) == 0) {
         needs = !(slice_eq(a.name, m->name) && slice_eq(a.peer_url, m->peer_url) &&
-                  slice_eq(a.client_url, m->client_url));
+                  slice_eq(a.client_url, m->client_url) && a.seen);
     }
     bl_store_abort(txn);
     return needs;
@@ -546,6 +567,7 @@ void bl_member_attrs_cmd(struct bl_member *m, struct bl_cmd *cmd)
     cmd->peer_url.len = strlen(m->peer_url);
     cmd->client_url.p = (const uint8_t *)m->client_url;
     cmd->client_url.len = strlen(m->client_url);
+    cmd->flags = BL_CMD_F_SELF;
 }
 
 static void publish_cb(void *arg, int status, const struct bl_apply_result *res)
@@ -699,6 +721,8 @@ void bl_member_status(struct bl_member *m, struct bl_member_status *st)
     st->raft_log_bytes = dir_bytes(dir);
 }
 
+static void maybe_promote(struct bl_member *m);
+
 /* ---- the watch timer --------------------------------------------------------------- */
 
 static void watch_cb(uv_timer_t *t)
@@ -722,7 +746,18 @@ static void watch_cb(uv_timer_t *t)
         m->last_state = state;
         m->last_leader = leader;
     }
+    if (m->restored && m->raft.log.snapshot.last_index > 0) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/restored", m->data_dir);
+        unlink(path);
+        m->restored = false;
+        raft_set_snapshot_threshold(&m->raft, m->snapshot_threshold);
+        raft_set_snapshot_trailing(&m->raft, m->snapshot_trailing);
+        BL_INFO("member %" PRIu64 ": first snapshot after the restore taken (index %llu)", m->id,
+                m->raft.log.snapshot.last_index);
+    }
     maybe_publish_self(m);
+    maybe_promote(m);
     expire_proposals(m, false);
 }
 
@@ -788,6 +823,376 @@ int bl_member_transfer(struct bl_member *m, uint64_t to, bl_transfer_cb cb, void
     m->transfer_arg = arg;
     BL_INFO("member %" PRIu64 ": handing leadership to %" PRIu64 " on request", m->id, to);
     return 0;
+}
+
+/* ---- membership changes --------------------------------------------------------------- */
+
+/* The steps of one change, in order; an add may skip the first two. */
+enum change_step {
+    STEP_REMOVE_OLD = 1, /* replace: raft_remove(change_replace) */
+    STEP_ATTRS,          /* commit the new member's name and client URL */
+    STEP_ADD,            /* raft_add(change_id): joins as a spare */
+    STEP_ASSIGN,         /* raft_assign(change_id, standby or voter) */
+    STEP_REMOVE,         /* a plain removal */
+};
+
+static const struct raft_server *conf_get(struct bl_member *m, uint64_t id, unsigned *index)
+{
+    for (unsigned i = 0; i < m->raft.configuration.n; i++) {
+        if (m->raft.configuration.servers[i].id == id) {
+            if (index != NULL) {
+                *index = i;
+            }
+            return &m->raft.configuration.servers[i];
+        }
+    }
+    return NULL;
+}
+
+static void change_step_run(struct bl_member *m);
+
+static void change_finish(struct bl_member *m, int status)
+{
+    bl_change_cb cb = m->change_cb;
+    void *arg = m->change_arg;
+    uint64_t id = m->change_id;
+
+    m->change_busy = false;
+    m->promoting = false;
+    free(m->change_peer_url);
+    m->change_peer_url = NULL;
+    if (cb != NULL) {
+        cb(arg, status, id);
+    }
+}
+
+static void change_raft_cb(struct raft_change *req, int status)
+{
+    struct bl_member *m = req->data;
+    if (status != 0) {
+        BL_WARN("member %" PRIu64 ": membership change for %" PRIu64 " failed at step %d: %s",
+                m->id, m->change_id, m->change_step, raft_strerror(status));
+        change_finish(m, from_raft(status));
+        return;
+    }
+    change_step_run(m);
+}
+
+static void change_attrs_cb(void *arg, int status, const struct bl_apply_result *res)
+{
+    struct bl_member *m = arg;
+    (void)res;
+    if (status != 0) {
+        change_finish(m, status);
+        return;
+    }
+    change_step_run(m);
+}
+
+/* Run the next step of the pending change; the last one calls back. */
+static void change_step_run(struct bl_member *m)
+{
+    int rv = 0;
+
+    if (m->closing) {
+        change_finish(m, BL_ESHUTDOWN);
+        return;
+    }
+    m->change.data = m;
+    switch (m->change_step) {
+    case STEP_REMOVE_OLD:
+        m->change_step = STEP_ATTRS;
+        if (conf_get(m, m->change_replace, NULL) != NULL) {
+            BL_INFO("member %" PRIu64 ": removing %" PRIu64 " to replace it with %" PRIu64, m->id,
+                    m->change_replace, m->change_id);
+            rv = raft_remove(&m->raft, &m->change, m->change_replace, change_raft_cb);
+            break;
+        }
+        /* Already gone. */
+        /* fall through */
+    case STEP_ATTRS:
+        /* The attributes were proposed by bl_member_add(); continue there. */
+        m->change_step = STEP_ADD;
+        change_step_run(m);
+        return;
+    case STEP_ADD:
+        m->change_step = STEP_ASSIGN;
+        if (conf_get(m, m->change_id, NULL) == NULL) {
+            rv = raft_add(&m->raft, &m->change, m->change_id, m->change_peer_url, change_raft_cb);
+            break;
+        }
+        /* Already in the configuration. */
+        /* fall through */
+    case STEP_ASSIGN: {
+        const struct raft_server *s = conf_get(m, m->change_id, NULL);
+        int role = m->change_voter ? RAFT_VOTER : RAFT_STANDBY;
+        m->change_step = 0;
+        if (s != NULL && s->role != role) {
+            BL_INFO("member %" PRIu64 ": making %" PRIu64 " a %s", m->id, m->change_id,
+                    m->change_voter ? "voter (after catching it up)" : "learner");
+            rv = raft_assign(&m->raft, &m->change, m->change_id, role, change_raft_cb);
+            break;
+        }
+        change_finish(m, s != NULL ? BL_OK : BL_EINTERNAL);
+        return;
+    }
+    case STEP_REMOVE:
+        m->change_step = 0;
+        rv = raft_remove(&m->raft, &m->change, m->change_id, change_raft_cb);
+        break;
+    default:
+        change_finish(m, BL_OK);
+        return;
+    }
+    if (rv != 0) {
+        BL_WARN("member %" PRIu64 ": membership change for %" PRIu64 " refused: %s", m->id,
+                m->change_id, raft_strerror(rv));
+        change_finish(m, from_raft(rv));
+    }
+}
+
+/* Common checks; sets up m->change_* on success. */
+static int change_begin(struct bl_member *m, uint64_t id, bl_change_cb cb, void *arg)
+{
+    if (m->closing) {
+        return BL_ESHUTDOWN;
+    }
+    if (raft_state(&m->raft) != RAFT_LEADER) {
+        return BL_ENOLEADER;
+    }
+    if (m->change_busy || m->raft.configuration_uncommitted_index != 0) {
+        return BL_EUNAVAILABLE;
+    }
+    if (id == 0 || id > INT64_MAX) {
+        return BL_EBADREQ;
+    }
+    m->change_busy = true;
+    m->change_id = id;
+    m->change_replace = 0;
+    m->change_cb = cb;
+    m->change_arg = arg;
+    m->change_voter = false;
+    return 0;
+}
+
+int bl_member_add(struct bl_member *m, const struct bl_member_add_req *req, bl_change_cb cb,
+                  void *arg)
+{
+    struct bl_cmd cmd;
+    char rid[64];
+    int rv;
+
+    if (req->peer_url == NULL || req->peer_url[0] == '\0' || req->client_url == NULL ||
+        req->client_url[0] == '\0' || strlen(req->peer_url) > 255 ||
+        strlen(req->client_url) > 255 || (req->name != NULL && strlen(req->name) > 255)) {
+        return BL_EBADREQ;
+    }
+    if (req->replace == m->id) {
+        return BL_EBADREQ; /* the caller hands leadership over first */
+    }
+    for (unsigned i = 0; i < m->raft.configuration.n; i++) {
+        const struct raft_server *s = &m->raft.configuration.servers[i];
+        if (s->id == req->id || (strcmp(s->address, req->peer_url) == 0 && s->id != req->replace)) {
+            return BL_EBADREQ;
+        }
+    }
+    rv = change_begin(m, req->id, cb, arg);
+    if (rv != 0) {
+        return rv;
+    }
+    m->change_replace = req->replace;
+    m->change_voter = req->voter;
+    m->change_peer_url = strdup(req->peer_url);
+    if (m->change_peer_url == NULL) {
+        m->change_busy = false;
+        return BL_ENOMEM;
+    }
+    /* The attributes first, so the member shows its name as soon as it is
+     * in the configuration; an orphan row (if a later step fails) is never
+     * listed: the list walks the configuration. */
+    memset(&cmd, 0, sizeof cmd);
+    snprintf(rid, sizeof rid, "add-%" PRIu64 "-%" PRIu64, req->id, ++m->publish_seq);
+    cmd.type = BL_CMD_MEMBER_SET;
+    cmd.request_id.p = (const uint8_t *)rid;
+    cmd.request_id.len = strlen(rid);
+    cmd.cas = BL_CAS_NONE;
+    cmd.member_id = req->id;
+    snprintf(m->change_name, sizeof m->change_name, "%s",
+             req->name != NULL && req->name[0] != '\0' ? req->name : "");
+    if (m->change_name[0] == '\0') {
+        snprintf(m->change_name, sizeof m->change_name, "member-%" PRIu64, req->id);
+    }
+    cmd.name.p = (const uint8_t *)m->change_name;
+    cmd.name.len = strlen(m->change_name);
+    cmd.peer_url.p = (const uint8_t *)req->peer_url;
+    cmd.peer_url.len = strlen(req->peer_url);
+    cmd.client_url.p = (const uint8_t *)req->client_url;
+    cmd.client_url.len = strlen(req->client_url);
+    m->change_step = req->replace != 0 ? STEP_REMOVE_OLD : STEP_ADD;
+    BL_INFO("member %" PRIu64 ": adding %" PRIu64 " (%s) at %s as a %s%s", m->id, req->id,
+            m->change_name, req->peer_url, req->voter ? "voter" : "learner",
+            req->replace != 0 ? " in place of an old member" : "");
+    rv = bl_member_propose(m, &cmd, change_attrs_cb, m);
+    if (rv != 0) {
+        free(m->change_peer_url);
+        m->change_peer_url = NULL;
+        m->change_busy = false;
+        return rv;
+    }
+    return 0;
+}
+
+int bl_member_remove(struct bl_member *m, uint64_t id, bl_change_cb cb, void *arg)
+{
+    const struct raft_server *s;
+    unsigned voters = 0;
+    int rv;
+
+    if (id == m->id && raft_state(&m->raft) == RAFT_LEADER) {
+        return BL_EBADREQ; /* hand leadership over first (bl_member_transfer) */
+    }
+    if (raft_state(&m->raft) == RAFT_LEADER && (s = conf_get(m, id, NULL)) == NULL) {
+        return BL_ENOTFOUND;
+    }
+    for (unsigned i = 0; i < m->raft.configuration.n; i++) {
+        voters += m->raft.configuration.servers[i].role == RAFT_VOTER;
+    }
+    s = conf_get(m, id, NULL);
+    if (s != NULL && s->role == RAFT_VOTER && voters <= 1) {
+        return BL_EBADREQ;
+    }
+    rv = change_begin(m, id, cb, arg);
+    if (rv != 0) {
+        return rv;
+    }
+    m->change_step = STEP_REMOVE;
+    BL_INFO("member %" PRIu64 ": removing member %" PRIu64, m->id, id);
+    change_step_run(m);
+    return 0;
+}
+
+int bl_member_promote(struct bl_member *m, uint64_t id, bl_change_cb cb, void *arg)
+{
+    int rv;
+    if (raft_state(&m->raft) == RAFT_LEADER && conf_get(m, id, NULL) == NULL) {
+        return BL_ENOTFOUND;
+    }
+    rv = change_begin(m, id, cb, arg);
+    if (rv != 0) {
+        return rv;
+    }
+    m->change_voter = true;
+    m->change_step = STEP_ASSIGN;
+    change_step_run(m);
+    return 0;
+}
+
+static void auto_promote_cb(void *arg, int status, uint64_t id)
+{
+    struct bl_member *m = arg;
+    if (status == 0) {
+        BL_INFO("member %" PRIu64 ": learner %" PRIu64 " caught up and is a voter now", m->id, id);
+    }
+}
+
+/* Leader, from the watch timer: a learner that has caught up becomes a
+ * voter; a spare (an add that stopped half-way) becomes a learner. Raft
+ * itself runs a last catch-up round before it commits a voter. */
+static void maybe_promote(struct bl_member *m)
+{
+    const struct raft_configuration *conf = &m->raft.configuration;
+    raft_index last = raft_last_index(&m->raft);
+
+    if (!m->auto_promote || m->closing || m->change_busy || raft_state(&m->raft) != RAFT_LEADER ||
+        m->raft.configuration_uncommitted_index != 0 || m->raft.leader_state.progress == NULL) {
+        return;
+    }
+    for (unsigned i = 0; i < conf->n; i++) {
+        const struct raft_server *s = &conf->servers[i];
+        const struct raft_progress *pr = &m->raft.leader_state.progress[i];
+        bool caught_up = pr->match_index + PROMOTE_LAG >= last;
+        if (s->role == RAFT_VOTER || (s->role == RAFT_STANDBY && !caught_up)) {
+            continue;
+        }
+        if (change_begin(m, s->id, auto_promote_cb, m) != 0) {
+            return;
+        }
+        m->promoting = true;
+        m->change_voter = s->role == RAFT_STANDBY;
+        m->change_step = STEP_ASSIGN;
+        change_step_run(m);
+        return;
+    }
+}
+
+bool bl_member_id_seen(struct bl_member *m, uint64_t id)
+{
+    struct bl_member_attrs a;
+    struct bl_txn *txn;
+    const void *rec;
+    size_t len;
+    unsigned i;
+    bool seen = false;
+
+    if (conf_get(m, id, &i) != NULL && raft_state(&m->raft) == RAFT_LEADER &&
+        m->raft.leader_state.progress != NULL && m->raft.leader_state.progress[i].match_index > 0) {
+        return true;
+    }
+    if (bl_store_begin(m->store, false, &txn) != 0) {
+        return true; /* when in doubt, treat the id as used */
+    }
+    if (bl_store_member_get(txn, id, &rec, &len) == 0 &&
+        bl_member_attrs_decode(rec, len, &a) == 0) {
+        seen = a.seen;
+    }
+    bl_store_abort(txn);
+    return seen;
+}
+
+uint64_t bl_member_fresh_id(struct bl_member *m)
+{
+    struct bl_txn *txn;
+    const void *rec;
+    size_t len;
+
+    for (;;) {
+        /* 2^32..2^63-1: clear of the small ids operators and StatefulSet
+         * ordinals use, so a replacement never takes a future ordinal's id. */
+        uint64_t id = (((uint64_t)rand() << 31) ^ (uint64_t)rand()) & (INT64_MAX >> 1);
+        id |= 1ULL << 32;
+        bool used = conf_get(m, id, NULL) != NULL;
+        if (!used && bl_store_begin(m->store, false, &txn) == 0) {
+            used = bl_store_member_get(txn, id, &rec, &len) == 0;
+            bl_store_abort(txn);
+        }
+        if (!used) {
+            return id;
+        }
+    }
+}
+
+int bl_member_get(struct bl_member *m, uint64_t id, struct bl_member_info *out)
+{
+    struct bl_member_info *list;
+    unsigned n;
+    int rv = bl_member_list(m, &list, &n);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = BL_ENOTFOUND;
+    for (unsigned i = 0; i < n; i++) {
+        if (list[i].id == id) {
+            *out = list[i];
+            rv = 0;
+        }
+    }
+    free(list);
+    return rv;
+}
+
+uint64_t bl_member_id(struct bl_member *m)
+{
+    return m->id;
 }
 
 /* ---- async work -------------------------------------------------------------------------- */
@@ -867,6 +1272,84 @@ static void start_failed_close_cb(struct raft *r)
     m->closing = true;
 }
 
+/* DIR/member-id: the Raft id this data dir belongs to. It is written when
+ * the data dir gets its first Raft state and wins over the configured id
+ * afterwards, because a member that rejoined after losing its volume runs
+ * under a fresh id (see discover.h). */
+static int read_member_id(const char *data_dir, uint64_t *id)
+{
+    char path[4200], buf[32];
+    unsigned long long v;
+    FILE *f;
+    snprintf(path, sizeof path, "%s/member-id", data_dir);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return errno == ENOENT ? BL_ENOTFOUND : BL_EIO;
+    }
+    if (fgets(buf, sizeof buf, f) == NULL || sscanf(buf, "%llu", &v) != 1 || v == 0 ||
+        v > INT64_MAX) {
+        fclose(f);
+        return BL_ECORRUPT;
+    }
+    fclose(f);
+    *id = v;
+    return 0;
+}
+
+static int write_member_id(const char *data_dir, uint64_t id)
+{
+    char path[4200], tmp[4200], buf[32];
+    int fd, n;
+    snprintf(path, sizeof path, "%s/member-id", data_dir);
+    snprintf(tmp, sizeof tmp, "%s/member-id.tmp", data_dir);
+    n = snprintf(buf, sizeof buf, "%" PRIu64 "\n", id);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0) {
+        return BL_EIO;
+    }
+    if (write(fd, buf, (size_t)n) != n || fsync(fd) != 0) {
+        close(fd);
+        return BL_EIO;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        return BL_EIO;
+    }
+    fd = open(data_dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    return 0;
+}
+
+/* Remove the files of DIR/store (not subdirectories): a store without the
+ * Raft log it was built from must not be kept, or apply would skip entries
+ * of the new log at or below its applied index. */
+static void clear_store_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    if (d == NULL) {
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, 0) == 0 && S_ISREG(st.st_mode)) {
+            unlinkat(dirfd(d), e->d_name, 0);
+        }
+    }
+    closedir(d);
+}
+
+static bool file_exists(const char *dir, const char *name)
+{
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &st) == 0;
+}
+
 int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct bl_member **out,
                     char *errmsg)
 {
@@ -901,6 +1384,7 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
         cfg->propose_timeout_ms ? cfg->propose_timeout_ms : DEFAULT_PROPOSE_TIMEOUT_MS;
     m->quota_bytes = quota;
     m->last_state = -1;
+    m->auto_promote = !cfg->no_auto_promote;
     if (m->name == NULL || m->peer_url == NULL || m->client_url == NULL || m->data_dir == NULL) {
         rv = BL_ENOMEM;
         goto err_after_alloc;
@@ -913,8 +1397,34 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
         goto err_after_alloc;
     }
     fresh = raft_dir_empty(path);
-
     snprintf(path, sizeof path, "%s/store", cfg->data_dir);
+    if (fresh) {
+        clear_store_dir(path);
+        rv = write_member_id(cfg->data_dir, m->id);
+        if (rv != 0) {
+            snprintf(errmsg, BL_ERRMSG_SIZE, "write %.200s/member-id: %s", cfg->data_dir,
+                     strerror(errno));
+            goto err_after_alloc;
+        }
+    } else {
+        uint64_t stored_id = 0;
+        rv = read_member_id(cfg->data_dir, &stored_id);
+        if (rv == BL_ENOTFOUND) {
+            rv = write_member_id(cfg->data_dir, m->id); /* a data dir from before 0.2 */
+        } else if (rv == 0 && stored_id != m->id) {
+            BL_INFO("member: data dir %s belongs to Raft id %" PRIu64
+                    " (it rejoined under a fresh id); configured id %" PRIu64 " is not used",
+                    cfg->data_dir, stored_id, m->id);
+            m->id = stored_id;
+        }
+        if (rv != 0) {
+            snprintf(errmsg, BL_ERRMSG_SIZE, "%.200s/member-id: %s", cfg->data_dir,
+                     rv == BL_ECORRUPT ? "not a member id" : strerror(errno));
+            goto err_after_alloc;
+        }
+    }
+    m->restored = file_exists(cfg->data_dir, "restored");
+
     rv = bl_store_open(path, &sopts, &m->store, errmsg);
     if (rv != 0) {
         goto err_after_alloc;
@@ -977,8 +1487,25 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     raft_set_install_snapshot_timeout(&m->raft, cfg->install_snapshot_timeout_ms
                                                     ? cfg->install_snapshot_timeout_ms
                                                     : DEFAULT_INSTALL_SNAPSHOT_TIMEOUT_MS);
+    m->snapshot_threshold =
+        cfg->snapshot_threshold ? cfg->snapshot_threshold : DEFAULT_SNAPSHOT_THRESHOLD;
+    m->snapshot_trailing =
+        cfg->snapshot_trailing ? cfg->snapshot_trailing : DEFAULT_SNAPSHOT_TRAILING;
+    if (m->restored) {
+        /* Restored from a backup: the data is in the store but in no log
+         * entry, so members that join must get it by InstallSnapshot. Take
+         * a snapshot at the first applied entry and keep no log behind it;
+         * watch_cb restores the settings once it exists. */
+        raft_set_snapshot_threshold(&m->raft, 1);
+        raft_set_snapshot_trailing(&m->raft, 0);
+        BL_INFO("member %" PRIu64 ": restored from a backup: taking a first snapshot", m->id);
+    }
 
-    if (fresh) {
+    if (fresh && cfg->join) {
+        BL_INFO("member %" PRIu64 ": empty data dir, joining: waiting for the leader to "
+                "replicate to this member",
+                m->id);
+    } else if (fresh) {
         if (cfg->initial_cluster == NULL || cfg->initial_cluster[0] == '\0') {
             snprintf(errmsg, BL_ERRMSG_SIZE,
                      "data dir %.150s is empty and no --initial-cluster was given", cfg->data_dir);

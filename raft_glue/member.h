@@ -43,6 +43,8 @@ struct bl_member_config {
     unsigned propose_timeout_ms;   /* a write not applied by then is BL_ETIMEOUT; 0 = 10000 */
     unsigned install_snapshot_timeout_ms; /* leader resends a snapshot after; 0 = 10000 */
     uint64_t quota_bytes;                 /* store size limit for new writes; 0 = 2 GiB */
+    bool no_auto_promote;                 /* leave caught-up learners learners */
+    bool join; /* added to a running cluster: with an empty data dir, never bootstrap */
 };
 
 enum bl_role {
@@ -103,6 +105,55 @@ typedef void (*bl_transfer_cb)(void *arg, int status, uint64_t new_leader);
  * @to is this member, unknown or not a voter, BL_EUNAVAILABLE when there is
  * no other voter or a transfer is already running, BL_ESHUTDOWN. */
 int bl_member_transfer(struct bl_member *m, uint64_t to, bl_transfer_cb cb, void *arg);
+
+/* ---- membership (leader only) ----
+ *
+ * One change runs at a time (canonical/raft allows one uncommitted
+ * configuration); a call while one runs returns BL_EUNAVAILABLE. Every call
+ * returns BL_ENOLEADER on a non-leader (forward it) and BL_ESHUTDOWN while
+ * closing. The callback gets BL_OK once the change is committed, or the
+ * error that stopped it (BL_ETIMEOUT: leadership lost, outcome unknown). */
+typedef void (*bl_change_cb)(void *arg, int status, uint64_t id);
+
+struct bl_member_add_req {
+    uint64_t id;            /* the new member's Raft id (see bl_member_fresh_id) */
+    const char *name;       /* NULL or "" = member-ID */
+    const char *peer_url;   /* HOST:PORT (a name is resolved at every connect) */
+    const char *client_url; /* HOST:PORT of its HTTP API */
+    bool voter;             /* false: a learner (promoted automatically once caught up) */
+    uint64_t replace;       /* non-zero: remove this member first (a wiped volume's old id) */
+};
+
+/* Add a member: commit its attributes to the member table, remove
+ * @req->replace if set, raft_add it and make it a learner (or a voter: raft
+ * catches it up first). BL_EBADREQ: bad or too long fields, @req->id or its
+ * peer address already in the configuration, @req->replace is this member. */
+int bl_member_add(struct bl_member *m, const struct bl_member_add_req *req, bl_change_cb cb,
+                  void *arg);
+
+/* Remove member @id. BL_ENOTFOUND: not in the configuration; BL_EBADREQ: it
+ * is this leader itself (hand leadership over first) or the last voter. */
+int bl_member_remove(struct bl_member *m, uint64_t id, bl_change_cb cb, void *arg);
+
+/* Make learner @id a voter (raft first catches it up). BL_ENOTFOUND if unknown. */
+int bl_member_promote(struct bl_member *m, uint64_t id, bl_change_cb cb, void *arg);
+
+struct bl_member_info;
+
+/* Fill @out with member @id from bl_member_list(). BL_ENOTFOUND if unknown. */
+int bl_member_get(struct bl_member *m, uint64_t id, struct bl_member_info *out);
+
+/* True when member @id has run under that id (it published itself, or the
+ * leader has seen it acknowledge entries): it may have voted, so a member
+ * that comes back under it with an empty data dir must get a fresh id. */
+bool bl_member_id_seen(struct bl_member *m, uint64_t id);
+
+/* An id in [2^32, 2^63) used by no member, current or past. */
+uint64_t bl_member_fresh_id(struct bl_member *m);
+
+/* This member's Raft id (may differ from the configured one after a
+ * wiped-volume rejoin: see DIR/member-id). */
+uint64_t bl_member_id(struct bl_member *m);
 
 /* Begin a read transaction on the applied state (serializable). The caller
  * ends it with bl_store_abort(). */

@@ -92,7 +92,7 @@ static void pack_reference(const struct bl_cmd *cmd, msgpack_sbuffer *sb)
     msgpack_packer pk;
     msgpack_sbuffer_init(sb);
     msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-    static const size_t counts[] = {0, 8, 6, 5, 7};
+    static const size_t counts[] = {0, 8, 6, 5, 8};
     msgpack_pack_array(&pk, counts[cmd->type]);
     msgpack_pack_uint64(&pk, BL_CMD_VERSION);
     msgpack_pack_uint64(&pk, (uint64_t)cmd->type);
@@ -119,6 +119,7 @@ static void pack_reference(const struct bl_cmd *cmd, msgpack_sbuffer *sb)
         msgpack_pack_str_with_body(&pk, cmd->name.p, cmd->name.len);
         msgpack_pack_str_with_body(&pk, cmd->peer_url.p, cmd->peer_url.len);
         msgpack_pack_str_with_body(&pk, cmd->client_url.p, cmd->client_url.len);
+        msgpack_pack_uint64(&pk, cmd->flags);
         break;
     }
 }
@@ -408,6 +409,18 @@ static void built_init(struct built *b)
 
 /* Decode @b's bytes (followed by @pad zero bytes); returns the code and
  * frees the buffer. */
+/* Decode what @b holds (plus @pad zero bytes) into *@out, then free @b. */
+static int built_decode_out(struct built *b, size_t pad, struct bl_cmd *out, char *errmsg)
+{
+    for (size_t i = 0; i < pad; i++) {
+        msgpack_sbuffer_write(&b->sb, "", 1);
+    }
+    errmsg[0] = '\0';
+    int rv = decode_copy(b->sb.data, b->sb.size, out, errmsg);
+    msgpack_sbuffer_destroy(&b->sb);
+    return rv;
+}
+
 static int built_decode(struct built *b, size_t pad, char *errmsg)
 {
     struct bl_cmd out;
@@ -549,12 +562,14 @@ START_TEST(test_decode_wrong_field_types)
     msgpack_pack_uint64(&b.pk, 0);
     ck_assert_int_eq(built_decode(&b, 0, errmsg), BL_OK);
 
-    /* MEMBER_SET: name as bin, URL empty, URL too long, id negative. */
+    /* MEMBER_SET: name as bin, URL empty, URL too long, id negative; the
+     * last two are good: without flags (logs before 0.2) and with them. */
     char url[256];
     memset(url, 'u', sizeof url);
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
+        struct bl_cmd out;
         built_init(&b);
-        head(&b, 7, 1, BL_CMD_MEMBER_SET);
+        head(&b, i == 5 ? 8 : 7, 1, BL_CMD_MEMBER_SET);
         if (i == 0) {
             msgpack_pack_int64(&b.pk, -1);
         } else {
@@ -567,7 +582,13 @@ START_TEST(test_decode_wrong_field_types)
         }
         msgpack_pack_str_with_body(&b.pk, url, i == 2 ? 0 : 10);
         msgpack_pack_str_with_body(&b.pk, url, i == 3 ? 256 : 255);
-        ck_assert_int_eq(built_decode(&b, 0, errmsg), i == 4 ? BL_OK : BL_EMALFORMED);
+        if (i == 5) {
+            msgpack_pack_uint64(&b.pk, BL_CMD_F_SELF);
+        }
+        ck_assert_int_eq(built_decode_out(&b, 0, &out, errmsg), i >= 4 ? BL_OK : BL_EMALFORMED);
+        if (i >= 4) {
+            ck_assert_uint_eq(out.flags, i == 5 ? BL_CMD_F_SELF : 0);
+        }
     }
 }
 END_TEST
@@ -608,9 +629,12 @@ START_TEST(test_decode_wrong_head)
 
     /* Wrong element counts for each type: one less and one more, filled
      * with plausible fields so that only the count is wrong. */
-    static const size_t counts[] = {0, 8, 6, 5, 7};
+    static const size_t counts[] = {0, 8, 6, 5, 8};
     for (int type = BL_CMD_PUT; type <= BL_CMD_MEMBER_SET; type++) {
-        for (int delta = -1; delta <= 1; delta += 2) {
+        /* For MEMBER_SET one less is the older form without flags. */
+        int deltas[2] = {type == BL_CMD_MEMBER_SET ? -2 : -1, 1};
+        for (int d = 0; d < 2; d++) {
+            int delta = deltas[d];
             size_t n = counts[type] + (size_t)delta;
             built_init(&b);
             head(&b, n, 1, (uint64_t)type);
