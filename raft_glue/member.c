@@ -38,9 +38,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "backup.h"
 #include "error.h"
 #include "fsm.h"
+#include "discover.h"
+#include "diskcheck.h"
 #include "log.h"
+#include "transport.h"
 
 #define WATCH_INTERVAL_MS          50
 #define DEFAULT_SNAPSHOT_THRESHOLD 8192
@@ -91,6 +95,7 @@ struct bl_member {
     struct raft_uv_transport transport;
     struct bl_fsm fsm;
     struct bl_store *store;
+    struct bl_diskcheck disk; /* free-space admission of writes */
     uv_timer_t watch;
 
     uint64_t id;
@@ -404,6 +409,12 @@ int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_
         if (rv != 0) {
             free(p);
             return rv;
+        }
+        /* canonical/raft 0.15 notices a full disk only when it preallocates
+         * a segment; check the file system's free space first. */
+        if (bl_diskcheck_admit(&m->disk, uv_now(m->loop), p->bytes) != 0) {
+            free(p);
+            return BL_ENOSPACE;
         }
         if (used + m->inflight_bytes + p->bytes > m->quota_bytes) {
             free(p);
@@ -1195,6 +1206,64 @@ uint64_t bl_member_id(struct bl_member *m)
     return m->id;
 }
 
+const char *bl_member_data_dir(struct bl_member *m)
+{
+    return m->data_dir;
+}
+
+/* ---- probes (discover.h) ------------------------------------------------------------ */
+
+/* Answer a starting member's probe: this member runs; does the cluster
+ * know the asker's id, and has that id run? */
+static int probe_answer(void *arg, const void *req, size_t len, void **reply, size_t *reply_len)
+{
+    struct bl_member *m = arg;
+    struct bl_probe_reply r;
+    char peer_url[256];
+    uint64_t id;
+    struct bl_member_attrs a;
+    struct bl_txn *txn;
+    const void *rec;
+    size_t rec_len;
+
+    if (m->closing || bl_probe_request_decode(req, len, &id, peer_url, sizeof peer_url) != 0) {
+        return BL_EBADREQ;
+    }
+    memset(&r, 0, sizeof r);
+    r.state = BL_PROBE_MEMBER;
+    r.responder_id = m->id;
+    snprintf(r.client_url, sizeof r.client_url, "%s", m->client_url);
+    if (raft_state(&m->raft) == RAFT_LEADER) {
+        snprintf(r.leader_client_url, sizeof r.leader_client_url, "%s", m->client_url);
+    } else if (bl_member_leader_client_url(m, r.leader_client_url, sizeof r.leader_client_url) !=
+               0) {
+        r.leader_client_url[0] = '\0';
+    }
+    r.in_config = conf_get(m, id, NULL) != NULL;
+    r.seen = bl_member_id_seen(m, id);
+    /* A member at the asker's address under another id that has run: the
+     * asker is its new incarnation, and must not bootstrap. */
+    if (!r.seen && bl_store_begin(m->store, false, &txn) == 0) {
+        for (unsigned i = 0; i < m->raft.configuration.n; i++) {
+            const struct raft_server *s = &m->raft.configuration.servers[i];
+            if (s->id != id && strcmp(s->address, peer_url) == 0 &&
+                bl_store_member_get(txn, s->id, &rec, &rec_len) == 0 &&
+                bl_member_attrs_decode(rec, rec_len, &a) == 0 && a.seen) {
+                r.seen = true;
+            }
+        }
+        bl_store_abort(txn);
+    }
+    return bl_probe_reply_encode(&r, reply, reply_len);
+}
+
+bool bl_member_data_dir_fresh(const char *data_dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/raft", data_dir);
+    return raft_dir_empty(path);
+}
+
 /* ---- async work -------------------------------------------------------------------------- */
 
 /* canonical/raft 0.15's uv backend has no async_work (raft_io version 2),
@@ -1247,6 +1316,63 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
         return RAFT_IOERR;
     }
     m->async_pending++;
+    return 0;
+}
+
+/* ---- backups ------------------------------------------------------------------------------ */
+
+struct backup_work {
+    uv_work_t work;
+    struct bl_member *m;
+    int fd;
+    int status;
+    struct bl_backup_info info;
+    bl_backup_cb cb;
+    void *arg;
+    char errmsg[BL_ERRMSG_SIZE];
+};
+
+static void backup_run(uv_work_t *w)
+{
+    struct backup_work *bw = w->data;
+    bw->status = bl_backup_write_fd(bw->m->store, bw->fd, &bw->info, bw->errmsg);
+}
+
+static void backup_done(uv_work_t *w, int status)
+{
+    struct backup_work *bw = w->data;
+    struct bl_member *m = bw->m;
+    if (status != 0 && bw->status == 0) {
+        bw->status = BL_ESHUTDOWN;
+        snprintf(bw->errmsg, sizeof bw->errmsg, "backup canceled");
+    }
+    bw->cb(bw->arg, bw->status, &bw->info, bw->errmsg);
+    free(bw);
+    if (--m->async_pending == 0 && m->close_requested) {
+        do_close(m);
+    }
+}
+
+int bl_member_backup(struct bl_member *m, int fd, bl_backup_cb cb, void *arg)
+{
+    struct backup_work *bw;
+    if (m->closing) {
+        return BL_ESHUTDOWN;
+    }
+    bw = calloc(1, sizeof *bw);
+    if (bw == NULL) {
+        return BL_ENOMEM;
+    }
+    bw->work.data = bw;
+    bw->m = m;
+    bw->fd = fd;
+    bw->cb = cb;
+    bw->arg = arg;
+    if (uv_queue_work(m->loop, &bw->work, backup_run, backup_done) != 0) {
+        free(bw);
+        return BL_EINTERNAL;
+    }
+    m->async_pending++; /* close waits: the worker reads the store */
     return 0;
 }
 
@@ -1356,6 +1482,9 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     uint64_t quota = cfg->quota_bytes ? cfg->quota_bytes : DEFAULT_QUOTA_BYTES;
     uint64_t headroom = quota / 4 > MAP_HEADROOM_MIN ? quota / 4 : MAP_HEADROOM_MIN;
     struct bl_store_opts sopts = {.map_size = (size_t)(quota + headroom)};
+    struct bl_transport_opts topts;
+    struct bl_diskcheck_facts facts;
+    char diag[BL_DISKCHECK_MSG_SIZE];
     struct founders founders;
     struct bl_member *m;
     struct bl_txn *txn;
@@ -1397,6 +1526,23 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
         goto err_after_alloc;
     }
     fresh = raft_dir_empty(path);
+    if (bl_diskcheck_diagnose(cfg->data_dir, 0, NULL, diag, sizeof diag) == 1) {
+        /* e.g. a full file system: LMDB would fault on its first page. */
+        snprintf(errmsg, BL_ERRMSG_SIZE, "%.250s", diag);
+        rv = BL_ENOSPACE;
+        goto err_after_alloc;
+    }
+    bl_diskcheck_gather(cfg->data_dir, &facts);
+    if (bl_diskcheck_warn(&facts, diag, sizeof diag) == 1) {
+        BL_WARN("member: %s", diag);
+    }
+    rv =
+        bl_diskcheck_init(&m->disk, cfg->data_dir,
+                          cfg->min_free_bytes ? cfg->min_free_bytes : BL_DISKCHECK_DEFAULT_RESERVE);
+    if (rv != 0) {
+        snprintf(errmsg, BL_ERRMSG_SIZE, "%.250s", m->disk.errmsg);
+        goto err_after_alloc;
+    }
     snprintf(path, sizeof path, "%s/store", cfg->data_dir);
     if (fresh) {
         clear_store_dir(path);
@@ -1441,26 +1587,21 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
         goto err_after_store;
     }
 
-    rv = raft_uv_tcp_init(&m->transport, loop);
+    memset(&topts, 0, sizeof topts);
+    topts.bind_address = cfg->peer_listen;
+    topts.probe_cb = probe_answer;
+    topts.probe_arg = m;
+    rv = bl_transport_init(&m->transport, loop, &topts, errmsg);
     if (rv != 0) {
-        snprintf(errmsg, BL_ERRMSG_SIZE, "raft transport: %s", raft_strerror(rv));
-        rv = from_raft(rv);
         goto err_after_store;
-    }
-    if (strcmp(cfg->peer_listen, m->peer_url) != 0) {
-        rv = raft_uv_tcp_set_bind_address(&m->transport, cfg->peer_listen);
-        if (rv != 0) {
-            snprintf(errmsg, BL_ERRMSG_SIZE,
-                     "peer listen address %.100s: %s (canonical/raft 0.15 takes IPv4 HOST:PORT)",
-                     cfg->peer_listen, raft_strerror(rv));
-            rv = BL_EBADREQ;
-            goto err_after_transport;
-        }
     }
     snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
     rv = raft_uv_init(&m->io, loop, path, &m->transport);
     if (rv != 0) {
         snprintf(errmsg, BL_ERRMSG_SIZE, "raft I/O in %.100s: %.120s", path, m->io.errmsg);
+        if (bl_diskcheck_diagnose(cfg->data_dir, rv, m->io.errmsg, diag, sizeof diag) == 1) {
+            snprintf(errmsg, BL_ERRMSG_SIZE, "%.250s", diag);
+        }
         rv = from_raft(rv);
         goto err_after_transport;
     }
@@ -1472,6 +1613,10 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     rv = raft_init(&m->raft, &m->io, &m->fsm.fsm, m->id, m->peer_url);
     if (rv != 0) {
         snprintf(errmsg, BL_ERRMSG_SIZE, "raft init: %.200s", raft_errmsg(&m->raft));
+        if (bl_diskcheck_diagnose(cfg->data_dir, rv, raft_errmsg(&m->raft), diag, sizeof diag) ==
+            1) {
+            snprintf(errmsg, BL_ERRMSG_SIZE, "%.250s", diag);
+        }
         rv = from_raft(rv);
         goto err_after_io;
     }
@@ -1550,6 +1695,10 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     if (rv != 0) {
         snprintf(errmsg, BL_ERRMSG_SIZE, "raft start: %.200s",
                  raft_errmsg(&m->raft)[0] != '\0' ? raft_errmsg(&m->raft) : raft_strerror(rv));
+        if (bl_diskcheck_diagnose(cfg->data_dir, rv, raft_errmsg(&m->raft), diag, sizeof diag) ==
+            1) {
+            snprintf(errmsg, BL_ERRMSG_SIZE, "%.250s", diag);
+        }
         rv = from_raft(rv);
         goto err_after_raft;
     }
@@ -1573,12 +1722,12 @@ err_after_raft:
         uv_run(loop, UV_RUN_ONCE);
     }
     raft_uv_close(&m->io);
-    raft_uv_tcp_close(&m->transport);
+    bl_transport_close(&m->transport);
     goto err_after_store;
 err_after_io:
     raft_uv_close(&m->io);
 err_after_transport:
-    raft_uv_tcp_close(&m->transport);
+    bl_transport_close(&m->transport);
 err_after_store:
     bl_fsm_close(&m->fsm);
     bl_store_close(m->store);
@@ -1605,7 +1754,7 @@ static void raft_closed_cb(struct raft *r)
     struct bl_member *m = r->data;
 
     raft_uv_close(&m->io);
-    raft_uv_tcp_close(&m->transport);
+    bl_transport_close(&m->transport);
     /* Raft answers pending requests when it closes; anything left is unknown. */
     expire_proposals(m, true);
     while (m->proposals != NULL) {

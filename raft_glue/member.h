@@ -45,6 +45,7 @@ struct bl_member_config {
     uint64_t quota_bytes;                 /* store size limit for new writes; 0 = 2 GiB */
     bool no_auto_promote;                 /* leave caught-up learners learners */
     bool join; /* added to a running cluster: with an empty data dir, never bootstrap */
+    uint64_t min_free_bytes; /* PUTs get BL_ENOSPACE below this much free disk; 0 = default */
 };
 
 enum bl_role {
@@ -62,6 +63,10 @@ const char *bl_role_name(int role);
  * BL_EBADREQ (with @errmsg) on a malformed list, duplicate ids or addresses. */
 int bl_parse_initial_cluster(const char *s, int (*cb)(void *arg, uint64_t id, const char *address),
                              void *arg, char *errmsg);
+
+/* True when @data_dir holds no Raft state yet (a first start, or a volume
+ * that was lost): the server then runs discovery or a join first. */
+bool bl_member_data_dir_fresh(const char *data_dir);
 
 /* Start a member on @loop. On success *@out is the member, owned by the
  * caller until bl_member_close()'s callback. Errors: BL_EBADREQ (bad
@@ -154,6 +159,23 @@ uint64_t bl_member_fresh_id(struct bl_member *m);
 /* This member's Raft id (may differ from the configured one after a
  * wiped-volume rejoin: see DIR/member-id). */
 uint64_t bl_member_id(struct bl_member *m);
+
+/* ---- backups ---- */
+
+struct bl_backup_info;
+
+/* Outcome of a backup: BL_OK with @info, or an error with @errmsg. */
+typedef void (*bl_backup_cb)(void *arg, int status, const struct bl_backup_info *info,
+                             const char *errmsg);
+
+/* Write a consistent backup of the store (backup.h's file format) to @fd,
+ * on libuv's thread pool; writes go on meanwhile. @fd stays the caller's;
+ * the member does not finish closing before @cb ran. BL_ESHUTDOWN while
+ * closing, BL_ENOMEM. */
+int bl_member_backup(struct bl_member *m, int fd, bl_backup_cb cb, void *arg);
+
+/* The data directory (owned by the member). */
+const char *bl_member_data_dir(struct bl_member *m);
 
 /* Begin a read transaction on the applied state (serializable). The caller
  * ends it with bl_store_abort(). */

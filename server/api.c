@@ -19,9 +19,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <http_parser.h>
 
+#include "backup.h"
 #include "error.h"
 #include "log.h"
 #include "reqdoc.h"
@@ -43,6 +47,7 @@ struct call {
     int format;
     bool prefix, prev, raw, keys_only, count_only, serializable;
     bool client_reqid;
+    bool reforward; /* relayed here, and this member relays it on (leader removal) */
     int64_t cas;
     uint64_t limit;
     size_t key_len, after_len;
@@ -259,14 +264,16 @@ static void forward(struct call *c)
     unsigned n = 0;
     int rv;
 
-    if (bl_http_header_get(ex, "X-Ballast-Forwarded-By", NULL) != NULL) {
-        respond_error(a, ex, BL_ENOLEADER, "member %" PRIu64 " is not the leader", a->cfg->id);
+    if (!c->reforward && bl_http_header_get(ex, "X-Ballast-Forwarded-By", NULL) != NULL) {
+        respond_error(a, ex, BL_ENOLEADER, "member %" PRIu64 " is not the leader",
+                      bl_member_id(a->member));
         call_free(c);
         return;
     }
     rv = bl_member_leader_client_url(a->member, url, sizeof url);
     if (rv != 0) {
-        respond_error(a, ex, BL_ENOLEADER, "no leader known to member %" PRIu64 " yet", a->cfg->id);
+        respond_error(a, ex, BL_ENOLEADER, "no leader known to member %" PRIu64 " yet",
+                      bl_member_id(a->member));
         call_free(c);
         return;
     }
@@ -281,7 +288,7 @@ static void forward(struct call *c)
             n++;
         }
     }
-    snprintf(self, sizeof self, "%" PRIu64, a->cfg->id);
+    snprintf(self, sizeof self, "%" PRIu64, bl_member_id(a->member));
     h[n++] = header("X-Ballast-Forwarded-By", self);
     rv = bl_http_client_request(
         a->client, url, method_name(ex->method), ex->target, ex->target_len, h, n, ex->body,
@@ -682,8 +689,8 @@ static int parse_kv(struct call *c)
         c->reqid[len] = '\0';
         c->client_reqid = true;
     } else {
-        snprintf(c->reqid, sizeof c->reqid, "srv-%" PRIu64 "-%" PRIu64 "-%08x", a->cfg->id,
-                 ++a->request_seq, (unsigned)rand());
+        snprintf(c->reqid, sizeof c->reqid, "srv-%" PRIu64 "-%" PRIu64 "-%08x",
+                 bl_member_id(a->member), ++a->request_seq, (unsigned)rand());
     }
     return 0;
 }
@@ -744,6 +751,8 @@ static void handle_kv(struct bl_api *a, struct bl_http_exchange *ex)
 /* ---- cluster ------------------------------------------------------------------------------------
  */
 
+static void doc_member(struct bl_doc *d, const struct bl_member_info *m);
+
 static void doc_members(struct bl_api *a)
 {
     struct bl_member_info *list = NULL;
@@ -754,22 +763,7 @@ static void doc_members(struct bl_api *a)
     }
     bl_doc_array(&a->doc, n);
     for (unsigned i = 0; i < n; i++) {
-        const struct bl_member_info *m = &list[i];
-        bl_doc_map(&a->doc, 7);
-        bl_doc_key(&a->doc, "id");
-        bl_doc_uint(&a->doc, m->id);
-        bl_doc_key(&a->doc, "name");
-        bl_doc_cstr(&a->doc, m->name);
-        bl_doc_key(&a->doc, "peer_url");
-        bl_doc_cstr(&a->doc, m->peer_url);
-        bl_doc_key(&a->doc, "client_url");
-        bl_doc_cstr(&a->doc, m->client_url);
-        bl_doc_key(&a->doc, "role");
-        bl_doc_cstr(&a->doc, m->voter ? "voter" : "learner");
-        bl_doc_key(&a->doc, "reachable");
-        bl_doc_bool(&a->doc, m->reachable);
-        bl_doc_key(&a->doc, "match_index");
-        bl_doc_uint(&a->doc, m->match_index);
+        doc_member(&a->doc, &list[i]);
     }
     free(list);
 }
@@ -855,6 +849,467 @@ static void handle_publish(struct bl_api *a, struct bl_http_exchange *ex)
     a->pending++;
 }
 
+static bool method_is(struct bl_api *a, struct bl_http_exchange *ex, int method);
+
+/* ---- membership ------------------------------------------------------------------------ */
+
+/* A members request waiting on a Raft configuration change (or on the
+ * leadership transfer that must come before removing the leader). As with
+ * leader_call, the call comes first so forward() can take &mc->base. */
+struct member_call {
+    struct call base;
+    struct bl_member *member;
+    uint64_t id;
+    int op; /* MEMBER_OP_* */
+};
+
+enum { MEMBER_OP_ADD, MEMBER_OP_REMOVE, MEMBER_OP_PROMOTE };
+
+static void doc_member(struct bl_doc *d, const struct bl_member_info *m)
+{
+    bl_doc_map(d, 7);
+    bl_doc_key(d, "id");
+    bl_doc_uint(d, m->id);
+    bl_doc_key(d, "name");
+    bl_doc_cstr(d, m->name);
+    bl_doc_key(d, "peer_url");
+    bl_doc_cstr(d, m->peer_url);
+    bl_doc_key(d, "client_url");
+    bl_doc_cstr(d, m->client_url);
+    bl_doc_key(d, "role");
+    bl_doc_cstr(d, m->voter ? "voter" : "learner");
+    bl_doc_key(d, "reachable");
+    bl_doc_bool(d, m->reachable);
+    bl_doc_key(d, "match_index");
+    bl_doc_uint(d, m->match_index);
+}
+
+static void respond_member(struct bl_api *a, struct bl_http_exchange *ex, int format,
+                           struct bl_member *member, uint64_t id, int status)
+{
+    struct bl_member_info info;
+    if (bl_member_get(member, id, &info) != 0) {
+        respond_error(a, ex, BL_EINTERNAL, "member %" PRIu64 " is not in the configuration", id);
+        return;
+    }
+    bl_doc_reset(&a->doc, format);
+    doc_member(&a->doc, &info);
+    respond_doc(a, ex, status, NULL, 0);
+}
+
+static struct member_call *member_call_new(struct bl_api *a, struct bl_http_exchange *ex, int op,
+                                           uint64_t id)
+{
+    struct member_call *mc = calloc(1, sizeof *mc);
+    if (mc == NULL) {
+        respond_error(a, ex, BL_ENOMEM, "out of memory");
+        return NULL;
+    }
+    mc->base.a = a;
+    mc->base.ex = ex;
+    mc->base.format = want_format(ex);
+    mc->member = a->member;
+    mc->op = op;
+    mc->id = id;
+    return mc;
+}
+
+static void member_change_done(void *arg, int status, uint64_t id)
+{
+    struct member_call *mc = arg;
+    struct bl_api *a = mc->base.a;
+    struct bl_http_exchange *ex = mc->base.ex;
+
+    a->pending--;
+    if (status != 0) {
+        respond_error(a, ex, status,
+                      status == BL_ETIMEOUT
+                          ? "membership change for %" PRIu64
+                            ": leadership was lost; the change may or may not have committed"
+                          : "membership change for %" PRIu64 " failed",
+                      id);
+    } else if (mc->op == MEMBER_OP_REMOVE) {
+        bl_doc_reset(&a->doc, mc->base.format);
+        bl_doc_map(&a->doc, 1);
+        bl_doc_key(&a->doc, "removed");
+        bl_doc_uint(&a->doc, id);
+        respond_doc(a, ex, 200, NULL, 0);
+    } else {
+        respond_member(a, ex, mc->base.format, mc->member, id, mc->op == MEMBER_OP_ADD ? 201 : 200);
+    }
+    call_free(&mc->base);
+}
+
+static void respond_change_refused(struct bl_api *a, struct bl_http_exchange *ex, int rv,
+                                   uint64_t id)
+{
+    if (rv == BL_EUNAVAILABLE) {
+        respond_error(a, ex, rv, "another membership change is in progress; retry");
+    } else if (rv == BL_ENOTFOUND) {
+        respond_error(a, ex, rv, "member %" PRIu64 " is not in the configuration", id);
+    } else {
+        respond_error(a, ex, rv, "membership change for %" PRIu64 ": %s", id, bl_strerror(rv));
+    }
+}
+
+/* String field @name of @doc into @out (NULL if absent). 400 on a non-string. */
+static int doc_str(struct bl_api *a, struct bl_http_exchange *ex, json_t *doc, const char *name,
+                   bool required, const char **out)
+{
+    json_t *v = json_object_get(doc, name);
+    *out = NULL;
+    if (v == NULL || json_is_null(v)) {
+        if (required) {
+            respond_error(a, ex, BL_EBADREQ, "field \"%s\" is required", name);
+            return -1;
+        }
+        return 0;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > 255) {
+        respond_error(a, ex, BL_EBADREQ, "field \"%s\" must be a string of 1..255 bytes", name);
+        return -1;
+    }
+    *out = json_string_value(v);
+    return 0;
+}
+
+/* "host:port" with a non-empty host and a port 1..65535. */
+static bool host_port_ok(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    char *end;
+    unsigned long port;
+    if (colon == NULL || colon == s) {
+        return false;
+    }
+    port = strtoul(colon + 1, &end, 10);
+    return *end == '\0' && colon[1] != '\0' && port >= 1 && port <= 65535;
+}
+
+/* POST /v1/members {"name", "peer_url", "client_url", "id"?, "role"?,
+ * "rejoin"?}. Adds a learner (or a voter) and answers 201 with it. An
+ * identical member that never ran is answered 200 (a retried add). With
+ * "rejoin": true (a member that lost its data dir asks for itself), the old
+ * entry with that id or peer address is replaced by one under a fresh id
+ * when the old id has run, because a member that lost its vote record must
+ * never vote under that id again. */
+static void handle_members_post(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    static const char *const fields[] = {"name", "peer_url", "client_url", "id", "role", "rejoin"};
+    char errmsg[BL_ERRMSG_SIZE];
+    struct bl_member_add_req req;
+    struct bl_member_info *list = NULL;
+    const struct bl_member_info *by_id = NULL, *by_peer = NULL, *old;
+    const char *ct, *key, *role = NULL;
+    struct member_call *mc;
+    size_t ct_len = 0;
+    unsigned n = 0;
+    json_t *doc, *val;
+    bool rejoin = false;
+    int rv;
+
+    memset(&req, 0, sizeof req);
+    ct = bl_http_header_get(ex, "Content-Type", &ct_len);
+    rv = bl_reqdoc_decode(bl_reqdoc_format(ct, ct_len), ex->body, ex->body_len, true, &doc, errmsg);
+    if (rv != 0) {
+        respond_error(a, ex, rv, "%s", errmsg);
+        return;
+    }
+    json_object_foreach(doc, key, val)
+    {
+        bool known = false;
+        for (unsigned i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+            known |= strcmp(key, fields[i]) == 0;
+        }
+        if (!known) {
+            respond_error(a, ex, BL_EBADREQ,
+                          "unknown field \"%s\" (fields: name, peer_url, client_url, id, role, "
+                          "rejoin)",
+                          key);
+            goto out;
+        }
+    }
+    if (doc_str(a, ex, doc, "name", false, &req.name) != 0 ||
+        doc_str(a, ex, doc, "peer_url", true, &req.peer_url) != 0 ||
+        doc_str(a, ex, doc, "client_url", true, &req.client_url) != 0 ||
+        doc_str(a, ex, doc, "role", false, &role) != 0) {
+        goto out;
+    }
+    if (bl_reqdoc_u64(doc, "id", false, &req.id, errmsg) != 0) {
+        respond_error(a, ex, BL_EBADREQ, "%s", errmsg);
+        goto out;
+    }
+    val = json_object_get(doc, "rejoin");
+    if (val != NULL && !json_is_boolean(val)) {
+        respond_error(a, ex, BL_EBADREQ, "field \"rejoin\" must be true or false");
+        goto out;
+    }
+    rejoin = val != NULL && json_is_true(val);
+    if (role != NULL && strcmp(role, "learner") != 0 && strcmp(role, "voter") != 0) {
+        respond_error(a, ex, BL_EBADREQ, "field \"role\" must be \"learner\" or \"voter\"");
+        goto out;
+    }
+    req.voter = role != NULL && strcmp(role, "voter") == 0;
+    if (!host_port_ok(req.peer_url) || !host_port_ok(req.client_url)) {
+        respond_error(a, ex, BL_EBADREQ, "peer_url and client_url must be HOST:PORT");
+        goto out;
+    }
+    if (req.id > INT64_MAX) {
+        respond_error(a, ex, BL_EBADREQ, "field \"id\" must be 1..2^63-1");
+        goto out;
+    }
+    if (!bl_member_is_leader(a->member)) {
+        mc = member_call_new(a, ex, MEMBER_OP_ADD, req.id);
+        if (mc != NULL) {
+            forward(&mc->base);
+        }
+        goto out;
+    }
+
+    if (bl_member_list(a->member, &list, &n) != 0) {
+        respond_error(a, ex, BL_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (req.id != 0 && list[i].id == req.id) {
+            by_id = &list[i];
+        }
+        if (strcmp(list[i].peer_url, req.peer_url) == 0) {
+            by_peer = &list[i];
+        }
+    }
+    old = by_id != NULL ? by_id : by_peer;
+    if (old != NULL && (req.id == 0 || old->id == req.id) &&
+        strcmp(old->peer_url, req.peer_url) == 0 && !bl_member_id_seen(a->member, old->id)) {
+        /* Added before and never ran: this is a retry, or the member
+         * that an operator added is starting. */
+        respond_member(a, ex, want_format(ex), a->member, old->id, 200);
+        goto out;
+    }
+    if (!rejoin) {
+        if (by_id != NULL) {
+            respond_error(a, ex, BL_EBADREQ, "member %" PRIu64 " already exists", by_id->id);
+            goto out;
+        }
+        if (by_peer != NULL) {
+            respond_error(a, ex, BL_EBADREQ, "peer address %s is member %" PRIu64 "'s",
+                          req.peer_url, by_peer->id);
+            goto out;
+        }
+        if (req.id != 0 && bl_member_id_seen(a->member, req.id)) {
+            respond_error(a, ex, BL_EBADREQ,
+                          "id %" PRIu64 " belonged to a member before: ids are never reused",
+                          req.id);
+            goto out;
+        }
+    } else if (old != NULL) {
+        req.replace = old->id;
+        if (old->id == bl_member_id(a->member)) {
+            respond_error(a, ex, BL_EBADREQ,
+                          "member %" PRIu64 " is the running leader: it has not lost its data",
+                          old->id);
+            goto out;
+        }
+    }
+    if (req.id == 0 || (old != NULL && old->id == req.id) || bl_member_id_seen(a->member, req.id)) {
+        req.id = bl_member_fresh_id(a->member);
+    }
+    mc = member_call_new(a, ex, MEMBER_OP_ADD, req.id);
+    if (mc == NULL) {
+        goto out;
+    }
+    rv = bl_member_add(a->member, &req, member_change_done, mc);
+    if (rv == BL_ENOLEADER) {
+        forward(&mc->base);
+        goto out;
+    }
+    if (rv != 0) {
+        respond_change_refused(a, ex, rv, req.id);
+        call_free(&mc->base);
+        goto out;
+    }
+    a->pending++;
+out:
+    free(list);
+    json_decref(doc);
+}
+
+static void remove_after_transfer(void *arg, int status, uint64_t new_leader)
+{
+    struct member_call *mc = arg;
+    struct bl_api *a = mc->base.a;
+    (void)new_leader;
+    a->pending--;
+    if (status != 0) {
+        respond_error(a, mc->base.ex, BL_EUNAVAILABLE,
+                      "member %" PRIu64 " leads and could not hand leadership over before "
+                      "its removal; retry",
+                      mc->id);
+        call_free(&mc->base);
+        return;
+    }
+    mc->base.reforward = true;
+    forward(&mc->base); /* the new leader removes this member */
+}
+
+/* DELETE /v1/members/{id}, POST /v1/members/{id}/promote. Removing the
+ * leader hands leadership to the most caught-up voter first, then relays
+ * the removal to the new leader. */
+static void handle_member_id(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    const char *p = ex->path + strlen("/v1/members/");
+    size_t len = ex->path_len - strlen("/v1/members/");
+    const char *slash = memchr(p, '/', len);
+    size_t id_len = slash != NULL ? (size_t)(slash - p) : len;
+    bool promote = slash != NULL && (size_t)(p + len - slash) == strlen("/promote") &&
+                   memcmp(slash, "/promote", strlen("/promote")) == 0;
+    struct member_call *mc;
+    struct bl_member_info info;
+    uint64_t id;
+    int rv;
+
+    if (parse_u64(p, id_len, &id) != 0 || id == 0) {
+        respond_error(a, ex, BL_EBADREQ, "member id must be a number 1..2^63-1");
+        return;
+    }
+    if (slash != NULL && !promote) {
+        respond_error(a, ex, BL_ENOTFOUND, "no such endpoint: %.*s", (int)ex->path_len, ex->path);
+        return;
+    }
+    if (promote ? !method_is(a, ex, HTTP_POST)
+                : (ex->method != HTTP_DELETE && ex->method != HTTP_GET)) {
+        if (!promote) {
+            method_not_allowed(a, ex, "GET, DELETE");
+        }
+        return;
+    }
+    if (ex->method == HTTP_GET) {
+        if (bl_member_get(a->member, id, &info) != 0) {
+            respond_error(a, ex, BL_ENOTFOUND, "member %" PRIu64 " is not in the configuration",
+                          id);
+            return;
+        }
+        bl_doc_reset(&a->doc, want_format(ex));
+        doc_member(&a->doc, &info);
+        respond_doc(a, ex, 200, NULL, 0);
+        return;
+    }
+    mc = member_call_new(a, ex, promote ? MEMBER_OP_PROMOTE : MEMBER_OP_REMOVE, id);
+    if (mc == NULL) {
+        return;
+    }
+    if (!promote && id == bl_member_id(a->member) && bl_member_is_leader(a->member)) {
+        rv = bl_member_transfer(a->member, 0, remove_after_transfer, mc);
+        if (rv == 0) {
+            a->pending++;
+            return;
+        }
+    } else {
+        rv = promote ? bl_member_promote(a->member, id, member_change_done, mc)
+                     : bl_member_remove(a->member, id, member_change_done, mc);
+    }
+    if (rv == BL_ENOLEADER) {
+        forward(&mc->base);
+        return;
+    }
+    if (rv != 0) {
+        if (rv == BL_EBADREQ && !promote && id != bl_member_id(a->member)) {
+            respond_error(a, ex, rv, "member %" PRIu64 " is the last voter", id);
+        } else if (rv == BL_EUNAVAILABLE && !promote && id == bl_member_id(a->member)) {
+            respond_error(a, ex, rv, "member %" PRIu64 " leads and has no voter to hand over to",
+                          id);
+        } else {
+            respond_change_refused(a, ex, rv, id);
+        }
+        call_free(&mc->base);
+        return;
+    }
+    a->pending++;
+}
+
+/* ---- backup ------------------------------------------------------------------------------ */
+
+struct snapshot_call {
+    struct call base;
+    int fd;
+};
+
+static void snapshot_done(void *arg, int status, const struct bl_backup_info *info,
+                          const char *errmsg)
+{
+    struct snapshot_call *sc = arg;
+    struct bl_api *a = sc->base.a;
+    struct bl_http_exchange *ex = sc->base.ex;
+    struct bl_http_header h[2];
+    char rev[24], disp[64];
+    struct stat st;
+    void *map = NULL;
+
+    a->pending--;
+    if (status == 0 && fstat(sc->fd, &st) != 0) {
+        status = BL_EIO;
+        errmsg = "cannot stat the backup file";
+    }
+    if (status == 0 && st.st_size > 0) {
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, sc->fd, 0);
+        if (map == MAP_FAILED) {
+            map = NULL;
+            status = BL_ENOMEM;
+            errmsg = "cannot map the backup file";
+        }
+    }
+    if (status != 0) {
+        respond_error(a, ex, status, "backup: %s", errmsg);
+    } else {
+        snprintf(rev, sizeof rev, "%" PRIu64, info->revision);
+        snprintf(disp, sizeof disp, "attachment; filename=\"ballast-%" PRIu64 ".snap\"",
+                 info->revision);
+        h[0] = header("X-Ballast-Snapshot-Revision", rev);
+        h[1] = header("Content-Disposition", disp);
+        respond(a, ex, 200, "application/octet-stream", map, (size_t)st.st_size, h, 2);
+    }
+    if (map != NULL) {
+        munmap(map, (size_t)st.st_size);
+    }
+    close(sc->fd);
+    call_free(&sc->base);
+}
+
+/* GET /v1/snapshot: a consistent backup of the whole store (backup.h's
+ * format), written by a worker thread into an unlinked temporary file in
+ * the data dir, then sent whole. */
+static void handle_snapshot(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    struct snapshot_call *sc;
+    char path[4200];
+    int rv;
+
+    snprintf(path, sizeof path, "%s/backup-XXXXXX", bl_member_data_dir(a->member));
+    sc = calloc(1, sizeof *sc);
+    if (sc == NULL) {
+        respond_error(a, ex, BL_ENOMEM, "out of memory");
+        return;
+    }
+    sc->base.a = a;
+    sc->base.ex = ex;
+    sc->base.format = want_format(ex);
+    sc->fd = mkstemp(path);
+    if (sc->fd < 0) {
+        respond_error(a, ex, BL_EIO, "backup: cannot create a temporary file in the data dir");
+        free(sc);
+        return;
+    }
+    unlink(path);
+    rv = bl_member_backup(a->member, sc->fd, snapshot_done, sc);
+    if (rv != 0) {
+        respond_error(a, ex, rv, "backup: %s", bl_strerror(rv));
+        close(sc->fd);
+        free(sc);
+        return;
+    }
+    a->pending++;
+}
+
 /* ---- leadership transfer ------------------------------------------------------------------ */
 
 /* POST /v1/leader waiting for bl_member_transfer(). The call comes first so
@@ -921,7 +1376,7 @@ static void respond_transfer_refused(struct bl_api *a, struct bl_http_exchange *
         n = 0;
     }
     for (unsigned i = 0; i < n; i++) {
-        if (list[i].id != a->cfg->id && list[i].voter) {
+        if (list[i].id != bl_member_id(a->member) && list[i].voter) {
             others++;
         }
         if (list[i].id == to) {
@@ -940,7 +1395,7 @@ static void respond_transfer_refused(struct bl_api *a, struct bl_http_exchange *
     } else if (others == 0) {
         respond_error(a, ex, BL_EUNAVAILABLE,
                       "no other voter to hand leadership to: member %" PRIu64 " stays leader",
-                      a->cfg->id);
+                      bl_member_id(a->member));
     } else {
         respond_error(a, ex, BL_EUNAVAILABLE, "a leadership transfer is already running");
     }
@@ -1006,7 +1461,7 @@ static void handle_leader(struct bl_api *a, struct bl_http_exchange *ex)
     if (parse_leader(a, ex, &to) != 0) {
         return;
     }
-    if (to == a->cfg->id && bl_member_is_leader(a->member)) {
+    if (to == bl_member_id(a->member) && bl_member_is_leader(a->member)) {
         respond_leader(a, ex, want_format(ex), a->member, to);
         return;
     }
@@ -1105,8 +1560,7 @@ static bool method_is(struct bl_api *a, struct bl_http_exchange *ex, int method)
 
 void bl_api_handle(struct bl_http_exchange *ex, void *arg)
 {
-    static const char *const later[] = {"/v1/txn",      "/v1/watch", "/v1/lease",
-                                        "/v1/snapshot", "/metrics",  "/v1/members"};
+    static const char *const later[] = {"/v1/txn", "/v1/watch", "/v1/lease", "/metrics"};
     struct bl_api *a = arg;
 
     if (path_is(ex, "/healthz")) {
@@ -1126,10 +1580,22 @@ void bl_api_handle(struct bl_http_exchange *ex, void *arg)
         if (method_is(a, ex, HTTP_GET)) {
             handle_status(a, ex);
         }
-    } else if (path_is(ex, "/v1/members") && ex->method == HTTP_GET) {
-        bl_doc_reset(&a->doc, want_format(ex));
-        doc_members(a);
-        respond_doc(a, ex, 200, NULL, 0);
+    } else if (path_is(ex, "/v1/members")) {
+        if (ex->method == HTTP_POST) {
+            handle_members_post(a, ex);
+        } else if (ex->method == HTTP_GET) {
+            bl_doc_reset(&a->doc, want_format(ex));
+            doc_members(a);
+            respond_doc(a, ex, 200, NULL, 0);
+        } else {
+            method_not_allowed(a, ex, "GET, POST");
+        }
+    } else if (path_starts(ex, "/v1/members/")) {
+        handle_member_id(a, ex);
+    } else if (path_is(ex, "/v1/snapshot")) {
+        if (method_is(a, ex, HTTP_GET)) {
+            handle_snapshot(a, ex);
+        }
     } else if (path_is(ex, "/readyz")) {
         if (method_is(a, ex, HTTP_GET)) {
             handle_ready(a, ex);

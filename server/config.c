@@ -31,7 +31,8 @@ struct option_row {
     }
 
 static const struct option_row OPTIONS[] = {
-    OPT("id", K_U64, id, NULL, "Raft id of this member, 1..2^63 (required)"),
+    OPT("id", K_U64, id, NULL,
+        "Raft id of this member, 1..2^63 (required, unless --statefulset or --join give it)"),
     OPT("name", K_STR, name, NULL, "human name (default member-ID)"),
     OPT("data-dir", K_STR, data_dir, NULL, "directory for the Raft log, snapshots and store"),
     OPT("listen-client", K_STR, listen_client, "127.0.0.1:8379", "HTTP API address HOST:PORT"),
@@ -42,7 +43,17 @@ static const struct option_row OPTIONS[] = {
         "peer address others use (default: --listen-peer)"),
     OPT("initial-cluster", K_STR, initial_cluster, NULL,
         "founding voters ID=HOST:PEERPORT,... (used only with an empty data dir)"),
-    OPT("join", K_STR, join, NULL, "join a running cluster through HOST:CLIENTPORT,..."),
+    OPT("join", K_STR, join, NULL,
+        "with an empty data dir, join a running cluster through HOST:CLIENTPORT,... (as a "
+        "learner, promoted once caught up)"),
+    OPT("statefulset", K_STR, statefulset, NULL,
+        "derive id, name, addresses and peers from the pod name NAME-N and this service"),
+    OPT("replicas", K_U64, replicas, "3", "with --statefulset: ordinals 0..N-1 found the cluster"),
+    OPT("pod-name", K_STR, pod_name, NULL, "with --statefulset: NAME-N (default: the hostname)"),
+    OPT("no-auto-promote", K_FLAG, no_auto_promote, NULL,
+        "leave caught-up learners learners (promote with ballastctl members promote)"),
+    OPT("min-free-bytes", K_BYTES, min_free_bytes, "80MiB",
+        "refuse writes (507) when the data dir's file system has less free space"),
     OPT("log-level", K_STR, log_level, "info", "debug, info, warn or error"),
     OPT("max-value-bytes", K_BYTES, max_value_bytes, "1MiB", "largest value accepted"),
     OPT("max-request-bytes", K_BYTES, max_request_bytes, "1.5MiB",

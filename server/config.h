@@ -21,6 +21,11 @@ struct bl_config {
     char *advertise_peer;
     char *initial_cluster;
     char *join;
+    char *statefulset;
+    uint64_t replicas;
+    char *pod_name;
+    int no_auto_promote;
+    uint64_t min_free_bytes;
     char *log_level;
     uint64_t max_value_bytes;
     uint64_t max_request_bytes;

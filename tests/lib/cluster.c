@@ -246,7 +246,9 @@ static bool keep_files(void)
 /* Fork and exec @argv with stdin from /dev/null, stdout and stderr on the
  * given descriptors, every other descriptor closed, BALLAST_* variables
  * removed, default signal dispositions, and SIGKILL when the parent dies. */
-static pid_t spawn(char *const argv[], int out_fd, int err_fd)
+static void free_strv(char **v);
+
+static pid_t spawn(char *const argv[], char *const *extra_env, int out_fd, int err_fd)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -287,7 +289,7 @@ static pid_t spawn(char *const argv[], int out_fd, int err_fd)
         while (environ[n] != NULL) {
             n++;
         }
-        env = calloc(n + 1, sizeof *env);
+        env = calloc(n + 6, sizeof *env);
         if (env == NULL) {
             _exit(127);
         }
@@ -295,6 +297,9 @@ static pid_t spawn(char *const argv[], int out_fd, int err_fd)
             if (strncmp(environ[i], "BALLAST_", 8) != 0) {
                 env[k++] = environ[i];
             }
+        }
+        for (size_t i = 0; extra_env != NULL && extra_env[i] != NULL && i < 5; i++) {
+            env[k++] = extra_env[i];
         }
         env[k] = NULL;
         execve(argv[0], argv, env);
@@ -343,7 +348,7 @@ static void member_start(struct tc_cluster *c, int i)
 {
     struct tc_member *m = &c->members[i];
     char id[24], stamp[64];
-    char *argv[16 + TC_MAX_EXTRA];
+    char *argv[16 + 3 * TC_MAX_EXTRA];
     time_t now = time(NULL);
     struct tm tm;
     int k = 0, fd;
@@ -360,8 +365,22 @@ static void member_start(struct tc_cluster *c, int i)
     argv[k++] = m->client_addr;
     argv[k++] = "--listen-peer";
     argv[k++] = m->peer_addr;
-    argv[k++] = "--initial-cluster";
-    argv[k++] = c->initial_cluster;
+    if (m->custom) {
+        k = 0;
+        argv[k++] = (char *)binary("BALLASTD");
+        argv[k++] = "--data-dir";
+        argv[k++] = m->data_dir;
+        argv[k++] = "--listen-client";
+        argv[k++] = m->client_addr;
+        argv[k++] = "--listen-peer";
+        argv[k++] = m->peer_addr;
+        for (int e = 0; m->args[e] != NULL; e++) {
+            argv[k++] = m->args[e];
+        }
+    } else {
+        argv[k++] = "--initial-cluster";
+        argv[k++] = c->initial_cluster;
+    }
     for (int e = 0; c->extra[e] != NULL; e++) {
         argv[k++] = (char *)c->extra[e];
     }
@@ -377,7 +396,7 @@ static void member_start(struct tc_cluster *c, int i)
     }
     dprintf(fd, " ----\n");
 
-    m->pid = spawn(argv, fd, fd);
+    m->pid = spawn(argv, m->env, fd, fd);
     close(fd);
     ck_assert_msg(m->pid > 0, "tc: fork for %s: %s", m->name, strerror(errno));
     m->starts++;
@@ -456,6 +475,78 @@ struct tc_cluster *tc_cluster_start_args(int n, const char *const *extra)
         member_start(c, i);
     }
     return c;
+}
+
+static void free_strv(char **v)
+{
+    for (int e = 0; v[e] != NULL; e++) {
+        free(v[e]);
+        v[e] = NULL;
+    }
+}
+
+static void copy_strv(char **dst, int cap, const char *const *src)
+{
+    int e = 0;
+    for (; src != NULL && src[e] != NULL; e++) {
+        ck_assert_msg(e < cap, "tc: too many strings");
+        dst[e] = strdup(src[e]);
+        ck_assert_msg(dst[e] != NULL, "tc: out of memory");
+    }
+    dst[e] = NULL;
+}
+
+void tc_member_set(struct tc_cluster *c, int i, const char *client_addr, const char *peer_addr,
+                   const char *const *args)
+{
+    struct tc_member *m = &c->members[i];
+    m->custom = true;
+    if (client_addr != NULL) {
+        snprintf(m->client_addr, sizeof m->client_addr, "%s", client_addr);
+    }
+    if (peer_addr != NULL) {
+        snprintf(m->peer_addr, sizeof m->peer_addr, "%s", peer_addr);
+    }
+    free_strv(m->args);
+    copy_strv(m->args, TC_MAX_EXTRA * 2, args);
+}
+
+int tc_member_add(struct tc_cluster *c, const char *client_addr, const char *peer_addr,
+                  const char *const *args, const char *const *env)
+{
+    int i = c->n;
+    struct tc_member *m = &c->members[i];
+    uint16_t ports[2];
+
+    ck_assert_msg(i < TC_MAX_MEMBERS, "tc: more than %d members", TC_MAX_MEMBERS);
+    tc_free_ports(ports, 2);
+    m->id = (uint64_t)i + 1;
+    m->last_status = -1;
+    snprintf(m->name, sizeof m->name, "member-%d", i + 1);
+    snprintf(m->client_addr, sizeof m->client_addr, "127.0.0.1:%u", (unsigned)ports[0]);
+    snprintf(m->peer_addr, sizeof m->peer_addr, "127.0.0.1:%u", (unsigned)ports[1]);
+    ck_assert_msg((size_t)snprintf(m->data_dir, sizeof m->data_dir, "%s/member-%d", c->dir, i + 1) <
+                      sizeof m->data_dir,
+                  "tc: path too long");
+    ck_assert_msg((size_t)snprintf(m->log_path, sizeof m->log_path, "%s/member-%d.log", c->dir,
+                                   i + 1) < sizeof m->log_path,
+                  "tc: path too long");
+    ck_assert_msg(mkdir(m->data_dir, 0755) == 0, "tc: mkdir %s: %s", m->data_dir, strerror(errno));
+    tc_member_set(c, i, client_addr, peer_addr, args);
+    copy_strv(m->env, 4, env);
+    c->n++;
+    member_start(c, i);
+    return i;
+}
+
+void tc_member_wipe(struct tc_cluster *c, int i)
+{
+    struct tc_member *m = &c->members[i];
+    char cmd[TC_PATH_MAX + 32];
+    ck_assert_msg(!tc_member_running(c, i), "tc: wipe %s: it is running", m->name);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", m->data_dir);
+    ck_assert_msg(system(cmd) == 0, "tc: %s failed", cmd);
+    ck_assert_msg(mkdir(m->data_dir, 0755) == 0, "tc: mkdir %s: %s", m->data_dir, strerror(errno));
 }
 
 bool tc_member_running(struct tc_cluster *c, int i)
@@ -596,6 +687,10 @@ void tc_cluster_stop(struct tc_cluster *c)
         fprintf(stderr, "tc: TC_KEEP is set: cluster files kept in %s\n", c->dir);
     } else {
         remove_tree(c->dir);
+    }
+    for (int i = 0; i < c->n; i++) {
+        free_strv(c->members[i].args);
+        free_strv(c->members[i].env);
     }
     free(c);
 }
@@ -2037,7 +2132,7 @@ int tc_ctl(const char *endpoints, struct tc_ctl_result *res, const char *arg, ..
 
     ck_assert_msg(pipe2(out_pipe, O_CLOEXEC) == 0 && pipe2(err_pipe, O_CLOEXEC) == 0,
                   "tc: pipe: %s", strerror(errno));
-    pid = spawn(argv, out_pipe[1], err_pipe[1]);
+    pid = spawn(argv, NULL, out_pipe[1], err_pipe[1]);
     close(out_pipe[1]);
     close(err_pipe[1]);
     ck_assert_msg(pid > 0, "tc: fork: %s", strerror(errno));

@@ -62,14 +62,20 @@ void tc_fixture_teardown(void);
 struct tc_member {
     uint64_t id;
     char name[32];
-    char client_addr[32];       /* 127.0.0.1:PORT, for tc_http() */
-    char peer_addr[32];         /* 127.0.0.1:PORT */
+    char client_addr[48];       /* 127.0.0.1:PORT, for tc_http() */
+    char peer_addr[48];         /* 127.0.0.1:PORT */
     char data_dir[TC_PATH_MAX]; /* DIR/member-N */
     char log_path[TC_PATH_MAX]; /* DIR/member-N.log */
     pid_t pid;                  /* the running process, or 0 */
     int last_status;            /* waitpid() status of the last exit, or -1 */
     bool died;                  /* exited without being killed by the harness */
     int starts;                 /* how many times it was started */
+    /* Custom members (tc_member_add): flags after --data-dir, --listen-client
+     * and --listen-peer instead of the founder flags, and extra environment
+     * entries ("BALLAST_X=y"); both NULL-terminated, strings copied. */
+    bool custom;
+    char *args[TC_MAX_EXTRA * 2 + 1];
+    char *env[5];
 };
 
 /* A cluster started by tc_cluster_start(); owned by the test. */
@@ -134,6 +140,23 @@ const char *tc_addr(const struct tc_cluster *c, int i);
 
 /* All client addresses, comma-separated, into @out (for --endpoints). */
 void tc_endpoints(const struct tc_cluster *c, char *out, size_t len);
+
+/* Add member index c->n (id c->n + 1 unless @args say otherwise), with a
+ * new data dir, started with --data-dir, --listen-client @client_addr,
+ * --listen-peer @peer_addr (NULL: 127.0.0.1 with free ports) and @args
+ * (e.g. {"--join", endpoints, NULL}) and @env added to its environment.
+ * Returns its index. */
+int tc_member_add(struct tc_cluster *c, const char *client_addr, const char *peer_addr,
+                  const char *const *args, const char *const *env);
+
+/* Replace member @i's custom flags (and listen addresses when not NULL);
+ * takes effect at its next start. */
+void tc_member_set(struct tc_cluster *c, int i, const char *client_addr, const char *peer_addr,
+                   const char *const *args);
+
+/* Remove member @i's data dir and create it empty (a lost volume). It must
+ * not be running. */
+void tc_member_wipe(struct tc_cluster *c, int i);
 
 /* Print the last TC_LOG_TAIL_LINES lines of each member's log to stderr. */
 void tc_dump_logs(const struct tc_cluster *c);
