@@ -33,7 +33,14 @@
  *     BALLAST_EUNAVAILABLE and the write may or may not have been applied),
  *     except for cas writes (put/delete with cas >= 0), which can never apply
  *     twice and are always retried.
- * Every other answer (2xx, 4xx, 500, 507, ...) is final. A stale keep-alive
+ * Every other answer (2xx, 4xx, 500, 507, ...) is final. Calls that change
+ * the member table follow the same rules, with these answers to "could the
+ * retry do harm": an add is answered by the server as the first attempt was
+ * when the identical member exists already (idempotent by identity); a
+ * promote of a voter is a no-op, so it is retried like a cas write; and a
+ * remove retried after an attempt that may have been executed may find the
+ * member gone: that 404 means the earlier attempt removed it, and
+ * ballast_member_remove() reports success (see there). A stale keep-alive
  * connection found closed by the server is reopened to the same endpoint
  * without counting as an attempt; if it was found closed only after a write
  * was sent on it, that write counts as possibly sent (so with
@@ -69,6 +76,7 @@ enum ballast_err {
     BALLAST_ENOMEM = -11,        /* out of memory */
     BALLAST_EUNAUTHORIZED = -12, /* unauthorized (401) */
     BALLAST_EFORBIDDEN = -13,    /* forbidden (403) */
+    BALLAST_EIO = -14,           /* a local file could not be written (snapshot save) */
 };
 
 /* Read consistency (contract: ?consistency=). */
@@ -332,6 +340,78 @@ void ballast_members_free(struct ballast_member *m, size_t n);
  * BALLAST_EUNAUTHORIZED, BALLAST_EFORBIDDEN, BALLAST_ESERVER, BALLAST_EPROTO,
  * BALLAST_ENOMEM. */
 int ballast_leader_transfer(struct ballast_client *c, uint64_t to, uint64_t *new_leader);
+
+/* POST /v1/members: add a member to the cluster, as a learner, or with
+ * @voter non-zero as a voter (prefer a learner: promote it once it caught
+ * up). @name and @peer_url ("host:port" of its Raft transport) are
+ * required; @client_url (its HTTP API address) is required by the API
+ * contract too: NULL or "" leaves the field out, for a server that lets the
+ * member publish it when it starts (ballastd 0.1 answers bad_request); @id 0
+ * lets the server choose the id. Adding a member identical to an existing one (same name and
+ * addresses, and the same id when one is given) answers with that member
+ * again (HTTP 200 instead of 201), which makes retries safe.
+ * On success *@out (@out may be NULL) is the member as the server stored
+ * it, one struct to free with ballast_members_free(*out, 1); on error it is
+ * NULL.
+ * Errors: BALLAST_EBADARG (missing name or peer_url, or rejected by the
+ * server: id or address already in use by another member), BALLAST_ENOLEADER,
+ * BALLAST_ETIMEOUT (outcome unknown), BALLAST_EUNAVAILABLE,
+ * BALLAST_EUNAUTHORIZED, BALLAST_EFORBIDDEN, BALLAST_ESERVER, BALLAST_EPROTO,
+ * BALLAST_ENOMEM. */
+int ballast_member_add(struct ballast_client *c, const char *name, const char *peer_url,
+                       const char *client_url, int voter, uint64_t id, struct ballast_member **out);
+
+/* DELETE /v1/members/{id}: remove member @id from the cluster.
+ * Returns 0 once the removal is committed. Retry rule: when an attempt may
+ * have reached a server (the connection broke after sending, or a 504) and
+ * a retry of the same call is answered 404, the earlier attempt removed
+ * the member: the call returns 0. A 404 to a call whose attempts never
+ * reached a server before is BALLAST_ENOTFOUND (no such member).
+ * Errors: BALLAST_ENOTFOUND, BALLAST_EBADARG (@id 0, or refused by the
+ * server, e.g. the last voter), BALLAST_ENOLEADER, BALLAST_ETIMEOUT,
+ * BALLAST_EUNAVAILABLE, BALLAST_EUNAUTHORIZED, BALLAST_EFORBIDDEN,
+ * BALLAST_ESERVER, BALLAST_EPROTO, BALLAST_ENOMEM. */
+int ballast_member_remove(struct ballast_client *c, uint64_t id);
+
+/* POST /v1/members/{id}/promote: make learner @id a voter. The server
+ * answers once the learner has caught up with the leader's log and the
+ * configuration naming it a voter is committed, or 504 when it did not
+ * within the server's own time limit; promoting a voter succeeds at once.
+ * Because the answer can take long, this call's attempt may use the whole
+ * request_timeout_ms (not attempt_timeout_ms): set it above the server's
+ * wait. Retried like a cas write (a repeat is harmless); a 504 answer is the
+ * server's verdict and final. On success *@out (@out may be NULL) is the
+ * member, to free with ballast_members_free(*out, 1).
+ * Errors: BALLAST_ENOTFOUND (no such member), BALLAST_ETIMEOUT (did not
+ * catch up in time, or outcome unknown), BALLAST_EBADARG, BALLAST_ENOLEADER,
+ * BALLAST_EUNAVAILABLE, BALLAST_EUNAUTHORIZED, BALLAST_EFORBIDDEN,
+ * BALLAST_ESERVER, BALLAST_EPROTO, BALLAST_ENOMEM. */
+int ballast_member_promote(struct ballast_client *c, uint64_t id, struct ballast_member **out);
+
+/* GET /v1/snapshot: save a backup of the whole store (docs/backup.md) to
+ * the file @path. The body is streamed into "@path.tmp" (created or
+ * truncated, mode 0600; any size, never held in memory), fsynced and
+ * checked: the magic, the image length against the bytes received, and the
+ * FNV-1a checksum over the image (a backup without checksum is refused).
+ * Only then is it renamed to @path (replacing a file there) and the
+ * directory fsynced, so @path is either the old file or a whole, checked
+ * backup. On failure "@path.tmp" is removed. The LMDB image itself is not
+ * opened here (libballast does not link LMDB): `ballastctl snapshot save`
+ * does that too.
+ * The server first writes the backup into a temporary file, then sends it:
+ * the answer's head may take as long as request_timeout_ms (not
+ * attempt_timeout_ms), and the body is bounded by inactivity: an attempt
+ * fails when no byte arrives for attempt_timeout_ms. A GET: fails over to
+ * the next endpoint freely (the partial file is truncated first).
+ * On success *@revision (may be NULL) is the backup's store revision from
+ * the X-Ballast-Snapshot-Revision header, else X-Ballast-Revision (0 if the
+ * server sent neither).
+ * Errors: BALLAST_EBADARG (@path NULL or empty), BALLAST_EIO (the file could
+ * not be written, synced or renamed), BALLAST_EPROTO (the body is not a
+ * whole backup or fails its checksum), BALLAST_ENOLEADER, BALLAST_ETIMEOUT,
+ * BALLAST_EUNAVAILABLE, BALLAST_EUNAUTHORIZED, BALLAST_EFORBIDDEN,
+ * BALLAST_ESERVER, BALLAST_ENOMEM. */
+int ballast_snapshot_save(struct ballast_client *c, const char *path, uint64_t *revision);
 
 /* Send any request and hand back the reply body as it came: @method ("GET",
  * "PUT", ...), @target (path and query, already percent-encoded), @body of

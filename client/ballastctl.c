@@ -7,6 +7,17 @@
  * same request as ballast_raw_request() asking for JSON and prints the body
  * as the server wrote it.
  *
+ * members add / remove / promote and snapshot save go through the
+ * library's calls (its retry rules: a remove whose lost first attempt
+ * already removed the member succeeds); -o json prints the member object
+ * the server answered, or for snapshot save a summary object. snapshot save
+ * downloads FILE.part (the library streams it into FILE.part.tmp, checks
+ * magic, length and checksum, renames it), then opens the image as a store
+ * (bl_backup_verify, libglue) and only then renames it to FILE: FILE is
+ * never a partial or unchecked backup. snapshot restore is local: no
+ * endpoint is asked; it builds a data directory (bl_backup_restore) and
+ * prints the ballastd command line that starts it.
+ *
  * status and health are about members, not the cluster: they ask each
  * endpoint on a connection of its own (ballast_*_endpoint, no failover,
  * short timeouts), and status also asks every member the member table
@@ -19,7 +30,13 @@
 #endif
 #include "ballast.h"
 
+#include "backup.h" /* snapshot verify and restore: libglue, no server */
+#include "error.h"
+
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +51,9 @@
 #define EXIT_OK           0
 #define EXIT_FAIL         1
 #define EXIT_USAGE        2
+#define DEFAULT_PEER_URL  "127.0.0.1:8380"
+#define PROMOTE_TIMEOUT   60000  /* ms: the server waits for the learner to catch up */
+#define SNAPSHOT_TIMEOUT  300000 /* ms: the server builds the whole backup first */
 
 enum fmt { FMT_TEXT, FMT_SIMPLE, FMT_TABLE, FMT_JSON };
 
@@ -46,6 +66,11 @@ struct args {
     int prefix, keys_only, count_only, serializable;
     unsigned long long limit; /* 0: no limit */
     int limit_set;
+    int voter;                       /* members add --voter */
+    uint64_t id;                     /* --id, 0: not given */
+    const char *data_dir;            /* snapshot restore --data-dir */
+    const char *name;                /* snapshot restore --name */
+    const char *peer_url;            /* snapshot restore --peer-url */
     const char *bad_flag;            /* the first unknown flag, NULL if none */
     const char *pos[MAX_POSITIONAL]; /* the command and its arguments */
     int npos;
@@ -53,7 +78,8 @@ struct args {
 
 static const char USAGE[] =
     "usage: ballastctl [--endpoints HOST:PORT,...] [-o text|simple|table|json] [--timeout D]\n"
-    "                  <put|get|del|status|members list|leader transfer|health> [args] [flags]\n";
+    "                  <put|get|del|status|members list|add|remove|promote|leader transfer|\n"
+    "                   snapshot save|restore|health> [args] [flags]\n";
 
 static const char HELP[] =
     "ballastctl: command-line client of the Ballast key-value store.\n"
@@ -79,14 +105,28 @@ static const char HELP[] =
     "                         the member table not among them, each on its own; exits 1\n"
     "                         only if none answered.\n"
     "  members list           the member table\n"
+    "  members add NAME PEER_URL CLIENT_URL [--voter] [--id N]\n"
+    "                         add a member (a learner unless --voter; the server picks\n"
+    "                         the id unless --id); prints it. Start it with --join.\n"
+    "                         Adding the same member again is not an error.\n"
+    "  members remove ID      remove member ID from the cluster\n"
+    "  members promote ID     make learner ID a voter once it has caught up (waits for\n"
+    "                         it; --timeout default 60s)\n"
     "  leader transfer [ID]   hand leadership to voter ID, or without ID to the most\n"
     "                         caught-up voter; prints \"leader is now NAME (ID)\" once it\n"
     "                         leads. Naming the member that leads already changes nothing.\n"
+    "  snapshot save FILE     save a backup of the whole store to FILE (written as\n"
+    "                         FILE.part, checked, then renamed; --timeout default 5m)\n"
+    "  snapshot restore FILE --data-dir DIR [--id N] [--name NAME] [--peer-url HOST:PORT]\n"
+    "                         local, no server: make DIR (new or empty) the data dir of\n"
+    "                         member N (default 1) of a new one-member cluster holding\n"
+    "                         the backup, Raft at HOST:PORT (default 127.0.0.1:8380);\n"
+    "                         prints the ballastd command that starts it. The other\n"
+    "                         members then join it with --join (docs/backup.md).\n"
     "  health                 GET /healthz and /readyz on every endpoint; exits 1 if any\n"
     "                         endpoint is unhealthy or not ready.\n"
     "\n"
-    "Not supported by this version (they exit 2): txn, watch, lease, members add,\n"
-    "members remove, members promote, snapshot.\n"
+    "Not supported by this version (they exit 2): txn, watch, lease.\n"
     "\n"
     "Global flags (before or after the command; \"--\" ends the flags):\n"
     "  --endpoints HOST:PORT,...  members to talk to, in order of preference; the\n"
@@ -182,7 +222,8 @@ static const struct {
 } FLAGS[] = {
     {"-h", 0},       {"--help", 0},      {"--endpoints", 1},  {"--endpoint", 1},     {"-o", 1},
     {"--output", 1}, {"-w", 1},          {"--write-out", 1},  {"--timeout", 1},      {"--limit", 1},
-    {"--prefix", 0}, {"--keys-only", 0}, {"--count-only", 0}, {"--serializable", 0},
+    {"--prefix", 0}, {"--keys-only", 0}, {"--count-only", 0}, {"--serializable", 0}, {"--voter", 0},
+    {"--id", 1},     {"--data-dir", 1},  {"--name", 1},       {"--peer-url", 1},
 };
 
 static int find_flag(const char *name)
@@ -193,6 +234,19 @@ static int find_flag(const char *name)
         }
     }
     return -1;
+}
+
+/* Parse a member id (decimal, 1..2^63-1). Returns 0 or -1. */
+static int parse_id(const char *s, uint64_t *id)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v == 0 || v > INT64_MAX) {
+        return -1;
+    }
+    *id = v;
+    return 0;
 }
 
 /* Parse @argv into @a. Returns 0, or 2 after a usage message. */
@@ -275,6 +329,18 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->count_only = 1;
         } else if (strcmp(name, "--serializable") == 0) {
             a->serializable = 1;
+        } else if (strcmp(name, "--voter") == 0) {
+            a->voter = 1;
+        } else if (strcmp(name, "--id") == 0) {
+            if (parse_id(value, &a->id) != 0) {
+                return usage_error("bad --id \"%s\" (want a number 1..2^63-1)", value);
+            }
+        } else if (strcmp(name, "--data-dir") == 0) {
+            a->data_dir = value;
+        } else if (strcmp(name, "--name") == 0) {
+            a->name = value;
+        } else if (strcmp(name, "--peer-url") == 0) {
+            a->peer_url = value;
         }
     }
     return 0;
@@ -992,19 +1058,6 @@ static int cmd_health(struct ballast_client *c, const struct args *a)
 
 /* --- leader transfer ------------------------------------------------------ */
 
-/* Parse a member id (decimal, 1..2^63-1). Returns 0 or -1. */
-static int parse_id(const char *s, uint64_t *id)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v == 0 || v > INT64_MAX) {
-        return -1;
-    }
-    *id = v;
-    return 0;
-}
-
 static int cmd_leader_transfer(struct ballast_client *c, const struct args *a)
 {
     uint64_t to = 0, leader = 0;
@@ -1040,12 +1093,210 @@ static int cmd_leader_transfer(struct ballast_client *c, const struct args *a)
     return EXIT_OK;
 }
 
+/* --- members add / remove / promote -------------------------------------- */
+
+/* Print @m as the API's member object. */
+static void print_member_json(const struct ballast_member *m)
+{
+    printf("{\"id\":%llu,\"name\":", (unsigned long long)m->id);
+    json_string(stdout, m->name);
+    fputs(",\"peer_url\":", stdout);
+    json_string(stdout, m->peer_url);
+    fputs(",\"client_url\":", stdout);
+    json_string(stdout, m->client_url);
+    fputs(",\"role\":", stdout);
+    json_string(stdout, m->role);
+    printf(",\"reachable\":%s,\"match_index\":%llu}\n", m->reachable ? "true" : "false",
+           (unsigned long long)m->match_index);
+}
+
+static int cmd_members_add(struct ballast_client *c, const struct args *a)
+{
+    struct ballast_member *m;
+    if (ballast_member_add(c, a->pos[2], a->pos[3], a->pos[4], a->voter, a->id, &m) != 0) {
+        return fail(c, "members add", a->pos[2], strlen(a->pos[2]));
+    }
+    if (a->fmt == FMT_JSON) {
+        print_member_json(m);
+    } else {
+        printf("Member %s (%llu) added as %s: peer %s, client %s\n", m->name,
+               (unsigned long long)m->id, m->role, m->peer_url,
+               m->client_url[0] ? m->client_url : "(published when it starts)");
+        if (strcmp(m->role, "learner") == 0) {
+            printf("Start it with --join; then promote it: ballastctl members promote %llu\n",
+                   (unsigned long long)m->id);
+        }
+    }
+    ballast_members_free(m, 1);
+    return EXIT_OK;
+}
+
+static int cmd_members_remove(struct ballast_client *c, const struct args *a)
+{
+    uint64_t id;
+    if (parse_id(a->pos[2], &id) != 0) {
+        return usage_error("bad member id \"%s\" (want a number >= 1)", a->pos[2]);
+    }
+    if (ballast_member_remove(c, id) != 0) {
+        return fail(c, "members remove", a->pos[2], strlen(a->pos[2]));
+    }
+    if (a->fmt == FMT_JSON) {
+        printf("{\"removed\":%llu}\n", (unsigned long long)id);
+    } else {
+        printf("Member %llu removed\n", (unsigned long long)id);
+    }
+    return EXIT_OK;
+}
+
+static int cmd_members_promote(struct ballast_client *c, const struct args *a)
+{
+    uint64_t id;
+    struct ballast_member *m;
+    if (parse_id(a->pos[2], &id) != 0) {
+        return usage_error("bad member id \"%s\" (want a number >= 1)", a->pos[2]);
+    }
+    if (ballast_member_promote(c, id, &m) != 0) {
+        return fail(c, "members promote", a->pos[2], strlen(a->pos[2]));
+    }
+    if (a->fmt == FMT_JSON) {
+        print_member_json(m);
+    } else {
+        printf("Member %s (%llu) is now a %s\n", m->name, (unsigned long long)m->id, m->role);
+    }
+    ballast_members_free(m, 1);
+    return EXIT_OK;
+}
+
+/* --- snapshot save / restore ------------------------------------------------ */
+
+/* fsync the directory holding @path (best effort is not enough: the rename
+ * must be durable before we say "saved"). Returns 0 or -1 with errno. */
+static int sync_dir_of(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) {
+        snprintf(dir, sizeof dir, ".");
+    } else {
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    int rv = fsync(fd);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rv;
+}
+
+static int cmd_snapshot_save(struct ballast_client *c, const struct args *a)
+{
+    const char *file = a->pos[2];
+    size_t n = strlen(file) + 6;
+    char *part = malloc(n);
+    char err[BL_ERRMSG_SIZE];
+    struct bl_backup_info info;
+    uint64_t rev = 0;
+    int rv = EXIT_FAIL;
+    if (!part) {
+        fputs("ballastctl: snapshot save: out of memory\n", stderr);
+        return EXIT_FAIL;
+    }
+    snprintf(part, n, "%s.part", file);
+    if (ballast_snapshot_save(c, part, &rev) != 0) {
+        rv = fail(c, "snapshot save", file, strlen(file));
+        goto out;
+    }
+    if (bl_backup_verify(part, &info, err) != 0) {
+        fprintf(stderr, "ballastctl: snapshot save %s: the received backup fails its check: %s\n",
+                file, err);
+        unlink(part);
+        goto out;
+    }
+    if (rev != 0 && rev != info.revision) {
+        fprintf(stderr,
+                "ballastctl: snapshot save %s: warning: the server said revision %" PRIu64
+                ", the backup holds revision %" PRIu64 "\n",
+                file, rev, info.revision);
+    }
+    if (rename(part, file) != 0 || sync_dir_of(file) != 0) {
+        fprintf(stderr, "ballastctl: snapshot save %s: rename %s: %s\n", file, part,
+                strerror(errno));
+        unlink(part);
+        goto out;
+    }
+    uint64_t size = info.image_len + BL_BACKUP_HEADER;
+    if (a->fmt == FMT_JSON) {
+        fputs("{\"path\":", stdout);
+        json_string(stdout, file);
+        printf(",\"revision\":%" PRIu64 ",\"applied_index\":%" PRIu64 ",\"size\":%" PRIu64
+               ",\"checksum\":\"%016" PRIx64 "\",\"endpoint\":",
+               info.revision, info.applied_index, size, info.checksum);
+        json_string(stdout, ballast_current_endpoint(c));
+        fputs("}\n", stdout);
+    } else {
+        char hb[32];
+        human_bytes(size, hb, sizeof hb);
+        printf("Snapshot saved to %s: revision %" PRIu64 ", applied index %" PRIu64 ", %s (%" PRIu64
+               " bytes), from %s\n",
+               file, info.revision, info.applied_index, hb, size, ballast_current_endpoint(c));
+    }
+    rv = EXIT_OK;
+out:
+    free(part);
+    return rv;
+}
+
+/* Local: no client. */
+static int cmd_snapshot_restore(const struct args *a)
+{
+    const char *file = a->pos[2];
+    uint64_t id = a->id ? a->id : 1;
+    const char *peer = a->peer_url ? a->peer_url : DEFAULT_PEER_URL;
+    char name[64], err[BL_ERRMSG_SIZE];
+    struct bl_backup_info info;
+    snprintf(name, sizeof name, "member-%" PRIu64, id);
+    const char *nm = a->name ? a->name : name;
+    if (bl_backup_verify(file, &info, err) != 0) {
+        fprintf(stderr, "ballastctl: snapshot restore %s: %s\n", file, err);
+        return EXIT_FAIL;
+    }
+    if (bl_backup_restore(file, a->data_dir, id, nm, peer, err) != 0) {
+        fprintf(stderr, "ballastctl: snapshot restore %s: %s\n", file, err);
+        return EXIT_FAIL;
+    }
+    if (a->fmt == FMT_JSON) {
+        fputs("{\"data_dir\":", stdout);
+        json_string(stdout, a->data_dir);
+        printf(",\"id\":%" PRIu64 ",\"name\":", id);
+        json_string(stdout, nm);
+        fputs(",\"peer_url\":", stdout);
+        json_string(stdout, peer);
+        printf(",\"revision\":%" PRIu64 ",\"applied_index\":%" PRIu64 "}\n", info.revision,
+               info.applied_index);
+        return EXIT_OK;
+    }
+    printf("Restored %s (revision %" PRIu64 ") into %s as member %" PRIu64
+           " of a new one-member cluster, Raft at %s.\n"
+           "Start it with:\n"
+           "  ballastd --id %" PRIu64 " --name %s --data-dir %s --listen-peer %s "
+           "--listen-client HOST:PORT\n"
+           "(--initial-cluster is not needed: the data dir holds the cluster's configuration.)\n"
+           "Then start every other member with an empty data dir and --join <its client "
+           "address>,\nand promote each with `ballastctl members promote ID` once it has joined "
+           "(docs/backup.md).\n",
+           file, info.revision, a->data_dir, id, peer, id, nm, a->data_dir, peer);
+    return EXIT_OK;
+}
+
 /* --- main --------------------------------------------------------------- */
 
 /* Whether the command is one this version does not implement. */
 static int unsupported(const struct args *a)
 {
-    static const char *const cmds[] = {"txn", "watch", "lease", "snapshot"};
+    static const char *const cmds[] = {"txn", "watch", "lease"};
     const char *cmd = a->pos[0];
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i]) == 0) {
@@ -1070,10 +1321,8 @@ int main(int argc, char **argv)
     }
     const char *cmd = a.pos[0];
     int members = strcmp(cmd, "members") == 0 || strcmp(cmd, "member") == 0;
-    if (unsupported(&a) || (members && a.npos > 1 &&
-                            (strcmp(a.pos[1], "add") == 0 || strcmp(a.pos[1], "remove") == 0 ||
-                             strcmp(a.pos[1], "promote") == 0))) {
-        /* name the subcommand too: "lease grant", "members add" */
+    if (unsupported(&a)) {
+        /* name the subcommand too: "lease grant" */
         int sub = a.npos > 1 && strcmp(cmd, "txn") != 0 && strcmp(cmd, "watch") != 0;
         fprintf(stderr, "ballastctl: %s%s%s is not supported by this version\n", cmd,
                 sub ? " " : "", sub ? a.pos[1] : "");
@@ -1110,10 +1359,36 @@ int main(int argc, char **argv)
         }
         run = cmd_status;
     } else if (members) {
-        if (a.npos != 2 || strcmp(a.pos[1], "list") != 0) {
-            return usage_error("members wants list");
+        const char *sub = a.npos > 1 ? a.pos[1] : "";
+        uint64_t id;
+        if (strcmp(sub, "list") == 0 && a.npos == 2) {
+            run = cmd_members_list;
+        } else if (strcmp(sub, "add") == 0 && a.npos == 5) {
+            if (!a.pos[2][0] || !a.pos[3][0]) {
+                return usage_error("members add wants a NAME and a PEER_URL");
+            }
+            run = cmd_members_add;
+        } else if ((strcmp(sub, "remove") == 0 || strcmp(sub, "promote") == 0) && a.npos == 3) {
+            if (parse_id(a.pos[2], &id) != 0) {
+                return usage_error("bad member id \"%s\" (want a number >= 1)", a.pos[2]);
+            }
+            run = sub[0] == 'r' ? cmd_members_remove : cmd_members_promote;
+        } else {
+            return usage_error("members wants list | add NAME PEER_URL CLIENT_URL [--voter] "
+                               "[--id N] | remove ID | promote ID");
         }
-        run = cmd_members_list;
+    } else if (strcmp(cmd, "snapshot") == 0) {
+        const char *sub = a.npos > 1 ? a.pos[1] : "";
+        if (strcmp(sub, "save") == 0 && a.npos == 3 && a.pos[2][0]) {
+            run = cmd_snapshot_save;
+        } else if (strcmp(sub, "restore") == 0 && a.npos == 3 && a.pos[2][0]) {
+            if (!a.data_dir || !a.data_dir[0]) {
+                return usage_error("snapshot restore wants --data-dir DIR");
+            }
+        } else {
+            return usage_error("snapshot wants save FILE | restore FILE --data-dir DIR [--id N] "
+                               "[--name NAME] [--peer-url HOST:PORT]");
+        }
     } else if (strcmp(cmd, "leader") == 0) {
         uint64_t id;
         if (a.npos < 2 || a.npos > 3 || strcmp(a.pos[1], "transfer") != 0) {
@@ -1131,9 +1406,21 @@ int main(int argc, char **argv)
     } else {
         return usage_error("unknown command \"%s\"", cmd);
     }
+    int is_add = run == cmd_members_add;
+    int is_restore = strcmp(cmd, "snapshot") == 0 && run == NULL;
     if ((a.prefix && !is_get && !is_del) ||
-        ((a.keys_only || a.serializable || a.limit_set || a.count_only) && !is_get)) {
+        ((a.keys_only || a.serializable || a.limit_set || a.count_only) && !is_get) ||
+        (a.voter && !is_add) || (a.id && !is_add && !is_restore) ||
+        ((a.data_dir || a.name || a.peer_url) && !is_restore)) {
         return usage_error("flag not valid for %s", cmd);
+    }
+    if (is_restore) {
+        int rv = cmd_snapshot_restore(&a);
+        if (fflush(stdout) != 0 && rv == EXIT_OK) {
+            fprintf(stderr, "ballastctl: writing output: %s\n", strerror(errno));
+            rv = EXIT_FAIL;
+        }
+        return rv;
     }
     if (a.npos > 1 && a.pos[1][0] == '\0' && !a.prefix) {
         return usage_error("empty key");
@@ -1148,6 +1435,13 @@ int main(int argc, char **argv)
     }
     struct ballast_options o = {0};
     o.request_timeout_ms = a.timeout_ms;
+    if (run == cmd_members_promote || run == cmd_snapshot_save) {
+        /* The answer comes once the learner caught up / the backup is
+         * built: the library lets the attempt use the whole deadline. */
+        if (!a.timeout_ms) {
+            o.request_timeout_ms = run == cmd_snapshot_save ? SNAPSHOT_TIMEOUT : PROMOTE_TIMEOUT;
+        }
+    }
     if (run == cmd_status || run == cmd_health) {
         /* one member at a time, no failover: fail fast on a dead one */
         o.connect_timeout_ms = 1000;

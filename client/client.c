@@ -29,7 +29,18 @@
  * Attempts are bounded by max_attempts, each by attempt_timeout_ms, and the
  * whole call by request_timeout_ms. When the last attempt got a 503 or 504,
  * that answer is what the caller sees (its error body gives the message).
- * Every error leaves a message in c->errmsg saying what failed and where. */
+ * Every error leaves a message in c->errmsg saying what failed and where.
+ *
+ * Two calls wait longer for their answer: a promote (the server answers
+ * once the learner caught up) and a snapshot (the server builds the backup
+ * before its first byte): their attempt may take the whole call deadline
+ * (long_head). A snapshot body is not held in memory: a 2xx body of a
+ * request with a sink is streamed into the caller's file through the
+ * connection buffer, has no size cap, and is bounded by inactivity
+ * (attempt_timeout_ms without a byte) rather than by the deadline. The
+ * call loop also remembers whether an earlier attempt may have been
+ * executed (after_maybe), which is how a member remove tells "already
+ * removed by my lost first attempt" from "no such member". */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -109,6 +120,10 @@ struct req {
     int cas;       /* a cas write: can never apply twice */
     int once;      /* never resent once it may have reached a server */
     int final_504; /* a 504 answer is the server's verdict, not a lost answer */
+    int long_head; /* the answer may take the whole call deadline to start */
+    int sink;      /* a 2xx body goes to sink_fd as it arrives, not to memory */
+    int sink_fd;
+    const char *sink_name; /* the file behind sink_fd, for messages */
     char id[33];
 };
 
@@ -122,6 +137,10 @@ struct resp {
     char content_type[64];
     char *body;
     size_t body_len;
+    int64_t revision;      /* X-Ballast-Revision, -1: absent */
+    int64_t snap_revision; /* X-Ballast-Snapshot-Revision, -1: absent */
+    uint64_t sunk;         /* body bytes written to the request's sink */
+    int after_maybe;       /* an earlier attempt of the call may have been executed */
 };
 
 /* What an attempt came to; see the file comment. */
@@ -150,11 +169,12 @@ static const char *const ERR_TEXT[] = {
     [11] = "out of memory",
     [12] = "unauthorized",
     [13] = "forbidden",
+    [14] = "local file error",
 };
 
 const char *ballast_strerror(int code)
 {
-    if (code > 0 || code < BALLAST_EFORBIDDEN) {
+    if (code > 0 || code < BALLAST_EIO) {
         return "unknown error";
     }
     return ERR_TEXT[-code];
@@ -827,6 +847,8 @@ static int parse_head(const char *p, size_t n, struct resp *rs, char *why, size_
     rs->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
     rs->content_length = -1;
     rs->retry_after = -1;
+    rs->revision = -1;
+    rs->snap_revision = -1;
     rs->chunked = 0;
     rs->close = minor == 0; /* HTTP/1.0: close unless keep-alive */
     rs->content_type[0] = '\0';
@@ -900,6 +922,14 @@ static int parse_head(const char *p, size_t n, struct resp *rs, char *why, size_
             if (i > 0) {
                 rs->retry_after = ra; /* an HTTP-date is ignored: plain backoff */
             }
+        } else if ((name_n == 18 && strncasecmp(p, "X-Ballast-Revision", 18) == 0) ||
+                   (name_n == 27 && strncasecmp(p, "X-Ballast-Snapshot-Revision", 27) == 0)) {
+            int64_t rev = 0;
+            size_t i = 0;
+            for (; i < vn && i < 18 && v[i] >= '0' && v[i] <= '9'; i++) {
+                rev = rev * 10 + (v[i] - '0');
+            }
+            *(name_n == 18 ? &rs->revision : &rs->snap_revision) = i > 0 && i == vn ? rev : -1;
         } else if (name_n == 12 && strncasecmp(p, "Content-Type", 12) == 0) {
             size_t cn = vn < sizeof rs->content_type - 1 ? vn : sizeof rs->content_type - 1;
             memcpy(rs->content_type, v, cn);
@@ -916,6 +946,55 @@ static void resp_reset(struct resp *rs)
     memset(rs, 0, sizeof *rs);
     rs->content_length = -1;
     rs->retry_after = -1;
+    rs->revision = -1;
+    rs->snap_revision = -1;
+}
+
+/* Parse the chunk size line @line (@ll bytes) into *@size, at most @max.
+ * Returns 0, -1 for a malformed line, -2 for a size over @max. */
+static int chunk_size(const char *line, size_t ll, uint64_t max, uint64_t *size)
+{
+    size_t i = 0;
+    *size = 0;
+    for (; i < ll; i++) {
+        char h = line[i];
+        int d = h >= '0' && h <= '9'   ? h - '0'
+                : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                : h >= 'A' && h <= 'F' ? h - 'A' + 10
+                                       : -1;
+        if (d < 0) {
+            break;
+        }
+        *size = *size * 16 + (uint64_t)d;
+        if (*size > max) {
+            return -2;
+        }
+    }
+    if (i == 0 || (i < ll && line[i] != ';' && line[i] != ' ' && line[i] != '\t')) {
+        return -1;
+    }
+    return 0;
+}
+
+/* Read and drop the trailers after the last chunk, bounded like a head. */
+static int skip_trailers(struct ballast_client *c, struct conn *cn, const struct endpoint *ep,
+                         int64_t deadline)
+{
+    for (size_t total = 0;;) {
+        const char *line;
+        size_t ll;
+        int rv = conn_read_line(c, cn, ep, deadline, &line, &ll);
+        if (rv != 0) {
+            return rv;
+        }
+        if (ll == 0) {
+            return 0;
+        }
+        total += ll;
+        if (total > HEAD_MAX) {
+            return set_err(c, BALLAST_EPROTO, "%s: trailers over %d bytes", ep->name, HEAD_MAX);
+        }
+    }
 }
 
 /* Read a chunked body into @rs. */
@@ -927,30 +1006,17 @@ static int read_chunked(struct ballast_client *c, struct conn *cn, const struct 
     int rv;
     for (;;) {
         const char *line;
-        size_t ll, i = 0;
+        size_t ll;
         uint64_t size = 0;
         rv = conn_read_line(c, cn, ep, deadline, &line, &ll);
         if (rv != 0) {
             goto err;
         }
-        for (; i < ll; i++) {
-            char h = line[i];
-            int d = h >= '0' && h <= '9'   ? h - '0'
-                    : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                    : h >= 'A' && h <= 'F' ? h - 'A' + 10
-                                           : -1;
-            if (d < 0) {
-                break;
-            }
-            size = size * 16 + (uint64_t)d;
-            if (size > BODY_MAX) {
-                rv = set_err(c, BALLAST_EPROTO, "%s: response body over %d bytes", ep->name,
-                             BODY_MAX);
-                goto err;
-            }
-        }
-        if (i == 0 || (i < ll && line[i] != ';' && line[i] != ' ' && line[i] != '\t')) {
-            rv = set_err(c, BALLAST_EPROTO, "%s: bad chunk size line", ep->name);
+        rv = chunk_size(line, ll, BODY_MAX, &size);
+        if (rv != 0) {
+            rv = rv == -2 ? set_err(c, BALLAST_EPROTO, "%s: response body over %d bytes", ep->name,
+                                    BODY_MAX)
+                          : set_err(c, BALLAST_EPROTO, "%s: bad chunk size line", ep->name);
             goto err;
         }
         if (size == 0) {
@@ -990,22 +1056,9 @@ static int read_chunked(struct ballast_client *c, struct conn *cn, const struct 
             goto err;
         }
     }
-    /* trailers, ignored, bounded like a head */
-    for (size_t total = 0;;) {
-        const char *line;
-        size_t ll;
-        rv = conn_read_line(c, cn, ep, deadline, &line, &ll);
-        if (rv != 0) {
-            goto err;
-        }
-        if (ll == 0) {
-            break;
-        }
-        total += ll;
-        if (total > HEAD_MAX) {
-            rv = set_err(c, BALLAST_EPROTO, "%s: trailers over %d bytes", ep->name, HEAD_MAX);
-            goto err;
-        }
+    rv = skip_trailers(c, cn, ep, deadline);
+    if (rv != 0) {
+        goto err;
     }
     if (!body) {
         body = malloc(1);
@@ -1084,6 +1137,148 @@ static int read_until_close(struct ballast_client *c, struct conn *cn, const str
     return 0;
 }
 
+/* --- bodies streamed to a file (snapshot save) ----------------------------- */
+
+/* Write @n bytes at @p to the request's sink. */
+static int sink_put(struct ballast_client *c, const struct req *rq, struct resp *rs, const char *p,
+                    size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(rq->sink_fd, p, n);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return set_err(c, BALLAST_EIO, "write %s: %s", rq->sink_name,
+                           w < 0 ? strerror(errno) : "no progress");
+        }
+        p += w;
+        n -= (size_t)w;
+        rs->sunk += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Refill the (drained) connection buffer; *@eof is set at end of stream.
+ * The wait is bounded by attempt_timeout_ms from now: a streamed body is
+ * bounded by inactivity, not by the call's deadline. */
+static int sink_fill(struct ballast_client *c, struct conn *cn, const struct endpoint *ep, int *eof)
+{
+    int64_t deadline = now_ms() + c->o.attempt_timeout_ms;
+    cn->off = cn->len = 0;
+    for (;;) {
+        ssize_t r = recv(cn->fd, cn->buf, HEAD_MAX, 0);
+        if (r >= 0) {
+            cn->len = (size_t)r;
+            *eof = r == 0;
+            return 0;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            return set_err(c, BALLAST_EUNAVAILABLE, "%s: recv reading the response body: %s",
+                           ep->name, strerror(errno));
+        }
+        int w = io_wait(cn->fd, POLLIN, deadline);
+        if (w == 0) {
+            return set_err(c, BALLAST_ETIMEOUT, "%s: no byte of the response body for %u ms",
+                           ep->name, c->o.attempt_timeout_ms);
+        }
+        if (w < 0) {
+            return set_err(c, BALLAST_EUNAVAILABLE, "%s: poll: %s", ep->name, strerror(errno));
+        }
+    }
+}
+
+/* Move @n body bytes (with @until_close: everything up to the end of the
+ * stream) from @cn to the sink, through the connection buffer. */
+static int sink_copy(struct ballast_client *c, struct conn *cn, const struct endpoint *ep,
+                     const struct req *rq, struct resp *rs, uint64_t n, int until_close)
+{
+    while (until_close || n > 0) {
+        size_t have = cn->len - cn->off;
+        if (have == 0) {
+            int eof = 0;
+            int rv = sink_fill(c, cn, ep, &eof);
+            if (rv != 0) {
+                return rv;
+            }
+            if (eof && until_close) {
+                return 0;
+            }
+            if (eof) {
+                return set_err(c, BALLAST_EUNAVAILABLE,
+                               "%s: connection closed reading the response body", ep->name);
+            }
+            continue;
+        }
+        size_t take = until_close || have < n ? have : (size_t)n;
+        int rv = sink_put(c, rq, rs, cn->buf + cn->off, take);
+        if (rv != 0) {
+            return rv;
+        }
+        cn->off += take;
+        n -= until_close ? 0 : take;
+    }
+    return 0;
+}
+
+/* Stream the 2xx body of @rs (head parsed) into the request's sink, which
+ * is emptied first (an earlier attempt may have left part of a body). */
+static int read_to_sink(struct ballast_client *c, struct conn *cn, const struct endpoint *ep,
+                        const struct req *rq, struct resp *rs)
+{
+    int rv;
+    rs->sunk = 0;
+    if (ftruncate(rq->sink_fd, 0) != 0 || lseek(rq->sink_fd, 0, SEEK_SET) < 0) {
+        return set_err(c, BALLAST_EIO, "truncate %s: %s", rq->sink_name, strerror(errno));
+    }
+    if (rs->chunked) {
+        for (;;) {
+            const char *line;
+            size_t ll;
+            uint64_t size;
+            rv = conn_read_line(c, cn, ep, now_ms() + c->o.attempt_timeout_ms, &line, &ll);
+            if (rv != 0) {
+                return rv;
+            }
+            if (chunk_size(line, ll, UINT64_MAX / 16, &size) != 0) {
+                return set_err(c, BALLAST_EPROTO, "%s: bad chunk size line", ep->name);
+            }
+            if (size == 0) {
+                break;
+            }
+            rv = sink_copy(c, cn, ep, rq, rs, size, 0);
+            if (rv == 0) {
+                rv = conn_read_line(c, cn, ep, now_ms() + c->o.attempt_timeout_ms, &line, &ll);
+            }
+            if (rv != 0) {
+                return rv;
+            }
+            if (ll != 0) {
+                return set_err(c, BALLAST_EPROTO, "%s: chunk not followed by CRLF", ep->name);
+            }
+        }
+        rv = skip_trailers(c, cn, ep, now_ms() + c->o.attempt_timeout_ms);
+    } else if (rs->content_length >= 0) {
+        rv = sink_copy(c, cn, ep, rq, rs, (uint64_t)rs->content_length, 0);
+    } else {
+        rv = sink_copy(c, cn, ep, rq, rs, 0, 1);
+        rs->close = 1;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    rs->body = malloc(1);
+    if (!rs->body) {
+        return set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
+    }
+    rs->body[0] = '\0';
+    rs->body_len = 0;
+    return 0;
+}
+
 /* Read one whole response for @rq from @cn. *@got_any tells whether any
  * byte of it arrived (to tell a stale connection from a broken answer). */
 static int read_response(struct ballast_client *c, struct conn *cn, const struct endpoint *ep,
@@ -1123,6 +1318,9 @@ static int read_response(struct ballast_client *c, struct conn *cn, const struct
         rs->body[0] = '\0';
         rs->body_len = 0;
         return 0;
+    }
+    if (rq->sink && rs->status >= 200 && rs->status <= 299) {
+        return read_to_sink(c, cn, ep, rq, rs);
     }
     if (rs->chunked) {
         return read_chunked(c, cn, ep, rs, deadline);
@@ -1209,7 +1407,7 @@ static enum outcome attempt(struct ballast_client *c, struct conn *cn, const str
     if (*err == 0) {
         return OUT_DONE;
     }
-    if (*err == BALLAST_EPROTO || *err == BALLAST_ENOMEM) {
+    if (*err == BALLAST_EPROTO || *err == BALLAST_ENOMEM || *err == BALLAST_EIO) {
         return OUT_FATAL;
     }
     if (reused && !got_any && *err == BALLAST_EUNAVAILABLE) {
@@ -1248,18 +1446,23 @@ static int do_call(struct ballast_client *c, const struct req *rq, struct resp *
     unsigned attempts = 0, waits = 0, since_wait = 0;
     int64_t round_retry_after = 0;
     int stale_done = 0;
+    int maybe = 0; /* an attempt so far may have been executed */
     resp_reset(rs);
     for (;;) {
         const struct endpoint *ep = fixed ? fixed : &c->eps[c->cur];
         struct conn *cn = fixed ? fixed_cn : &c->conn;
-        int64_t ad = now_ms() + c->o.attempt_timeout_ms;
+        int64_t ad = rq->long_head ? deadline : now_ms() + c->o.attempt_timeout_ms;
         int err = 0;
         resp_reset(rs);
         enum outcome oc = attempt(c, cn, ep, rq, rs, ad < deadline ? ad : deadline, &err);
+        int earlier = maybe;
+        maybe |= oc == OUT_MAYBE || (oc == OUT_STALE && rq->write) ||
+                 (oc == OUT_DONE && rs->status == 504);
         if (oc == OUT_DONE) {
             if (rs->close) {
                 conn_close(cn);
             }
+            rs->after_maybe = earlier;
             if (fixed || (rs->status != 503 && rs->status != 504) ||
                 (rs->status == 504 && (!may_resend(c, rq) || rq->final_504))) {
                 return 0;
@@ -1588,6 +1791,30 @@ void ballast_members_free(struct ballast_member *m, size_t n)
     free(m);
 }
 
+/* Decode the member map @o into @m (zeroed). Returns 0, -1 malformed, -2
+ * out of memory; @m then owns what was copied so far. */
+static int member_decode(const msgpack_object *o, struct ballast_member *m)
+{
+    int r = o->type == MSGPACK_OBJECT_MAP ? 0 : -1;
+    if (r == 0) {
+        r = mp_strdup(o, "name", &m->name);
+    }
+    if (r == 0) {
+        r = mp_strdup(o, "peer_url", &m->peer_url);
+    }
+    if (r == 0) {
+        r = mp_strdup(o, "client_url", &m->client_url);
+    }
+    if (r == 0) {
+        r = mp_strdup(o, "role", &m->role);
+    }
+    if (r == 0 && (mp_u64(o, "id", &m->id) != 0 || mp_bool(o, "reachable", &m->reachable) != 0 ||
+                   mp_u64(o, "match_index", &m->match_index) != 0)) {
+        r = -1;
+    }
+    return r;
+}
+
 /* Decode an array of member maps into *@out / *@n. */
 static int members_decode(const msgpack_object *a, struct ballast_member **out, size_t *n)
 {
@@ -1608,26 +1835,7 @@ static int members_decode(const msgpack_object *a, struct ballast_member **out, 
         return BALLAST_ENOMEM;
     }
     for (size_t i = 0; i < cnt; i++) {
-        const msgpack_object *o = &a->via.array.ptr[i];
-        struct ballast_member *m = &ms[i];
-        int r = o->type == MSGPACK_OBJECT_MAP ? 0 : -1;
-        if (r == 0) {
-            r = mp_strdup(o, "name", &m->name);
-        }
-        if (r == 0) {
-            r = mp_strdup(o, "peer_url", &m->peer_url);
-        }
-        if (r == 0) {
-            r = mp_strdup(o, "client_url", &m->client_url);
-        }
-        if (r == 0) {
-            r = mp_strdup(o, "role", &m->role);
-        }
-        if (r == 0 &&
-            (mp_u64(o, "id", &m->id) != 0 || mp_bool(o, "reachable", &m->reachable) != 0 ||
-             mp_u64(o, "match_index", &m->match_index) != 0)) {
-            r = -1;
-        }
+        int r = member_decode(&a->via.array.ptr[i], &ms[i]);
         if (r != 0) {
             ballast_members_free(ms, i + 1);
             return r == -2 ? BALLAST_ENOMEM : BALLAST_EPROTO;
@@ -2421,6 +2629,293 @@ int ballast_leader_transfer(struct ballast_client *c, uint64_t to, uint64_t *new
         }
     }
     mp_reply_free(&m);
+    return rv;
+}
+
+/* --- members ---------------------------------------------------------------- */
+
+/* Decode the member object of a 2xx reply into *@out (when @out is set). */
+static int member_reply(struct ballast_client *c, const struct req *rq, const struct mp_reply *m,
+                        struct ballast_member **out)
+{
+    struct ballast_member *mb = calloc(1, sizeof *mb);
+    if (!mb) {
+        return bad_reply(c, BALLAST_ENOMEM, rq);
+    }
+    int r = member_decode(&m->u.data, mb);
+    if (r == 0 && mb->id == 0) {
+        r = -1; /* a member object always names its id */
+    }
+    if (r != 0) {
+        ballast_members_free(mb, 1);
+        return bad_reply(c, r == -2 ? BALLAST_ENOMEM : BALLAST_EPROTO, rq);
+    }
+    if (out) {
+        *out = mb;
+    } else {
+        ballast_members_free(mb, 1);
+    }
+    return 0;
+}
+
+static int pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = strlen(s);
+    return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, s, n);
+}
+
+int ballast_member_add(struct ballast_client *c, const char *name, const char *peer_url,
+                       const char *client_url, int voter, uint64_t id, struct ballast_member **out)
+{
+    if (out) {
+        *out = NULL;
+    }
+    if (!c) {
+        return BALLAST_EBADARG;
+    }
+    if (!name || !*name || !peer_url || !*peer_url) {
+        return set_err(c, BALLAST_EBADARG, "a member needs a name and a peer URL");
+    }
+    int has_client = client_url && *client_url;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    int r = msgpack_pack_map(&pk, 3 + (size_t)has_client + (id != 0));
+    r |= pack_str(&pk, "name") | pack_str(&pk, name);
+    r |= pack_str(&pk, "peer_url") | pack_str(&pk, peer_url);
+    if (has_client) {
+        r |= pack_str(&pk, "client_url") | pack_str(&pk, client_url);
+    }
+    if (id != 0) {
+        r |= pack_str(&pk, "id") | msgpack_pack_uint64(&pk, id);
+    }
+    r |= pack_str(&pk, "role") | pack_str(&pk, voter ? "voter" : "learner");
+    if (r != 0) {
+        msgpack_sbuffer_destroy(&sb);
+        return set_err(c, BALLAST_ENOMEM, "out of memory building a request");
+    }
+    struct req rq;
+    req_init(c, &rq, "POST", "/v1/members");
+    rq.body = sb.data;
+    rq.body_len = sb.size;
+    rq.has_body = 1;
+    rq.content_type = CT_MSGPACK;
+    struct mp_reply m;
+    int rv = mp_call(c, &rq, &m, NULL);
+    if (rv == 0) {
+        rv = member_reply(c, &rq, &m, out);
+    }
+    mp_reply_free(&m);
+    msgpack_sbuffer_destroy(&sb);
+    return rv;
+}
+
+int ballast_member_remove(struct ballast_client *c, uint64_t id)
+{
+    if (!c) {
+        return BALLAST_EBADARG;
+    }
+    if (id == 0) {
+        return set_err(c, BALLAST_EBADARG, "member id 0");
+    }
+    char target[64];
+    snprintf(target, sizeof target, "/v1/members/%llu", (unsigned long long)id);
+    struct req rq;
+    req_init(c, &rq, "DELETE", target);
+    struct mp_reply m;
+    int rv = mp_call(c, &rq, &m, NULL);
+    if (rv == BALLAST_ENOTFOUND && m.rs.status == 404 && m.rs.after_maybe) {
+        rv = 0; /* an earlier attempt that may have been executed removed it */
+    } else if (rv == 0) {
+        uint64_t removed = id;
+        if (m.u.data.type != MSGPACK_OBJECT_MAP || mp_u64(&m.u.data, "removed", &removed) != 0 ||
+            removed != id) {
+            rv = bad_reply(c, BALLAST_EPROTO, &rq);
+        }
+    }
+    mp_reply_free(&m);
+    return rv;
+}
+
+int ballast_member_promote(struct ballast_client *c, uint64_t id, struct ballast_member **out)
+{
+    if (out) {
+        *out = NULL;
+    }
+    if (!c) {
+        return BALLAST_EBADARG;
+    }
+    if (id == 0) {
+        return set_err(c, BALLAST_EBADARG, "member id 0");
+    }
+    char target[64];
+    snprintf(target, sizeof target, "/v1/members/%llu/promote", (unsigned long long)id);
+    struct req rq;
+    req_init(c, &rq, "POST", target);
+    rq.body = "";
+    rq.has_body = 1;
+    /* Promoting a voter is a no-op: a repeat is harmless. The server waits
+     * for the learner to catch up before it answers, and its 504 is the
+     * verdict that it did not in time. */
+    rq.cas = 1;
+    rq.final_504 = 1;
+    rq.long_head = 1;
+    struct mp_reply m;
+    int rv = mp_call(c, &rq, &m, NULL);
+    if (rv == 0) {
+        rv = member_reply(c, &rq, &m, out);
+    }
+    mp_reply_free(&m);
+    return rv;
+}
+
+/* --- snapshot save --------------------------------------------------------- */
+
+#define BACKUP_MAGIC  "BLSNAP1" /* 8 bytes with the NUL; raft_glue/backup.h */
+#define BACKUP_HEADER 32
+
+static uint64_t le64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
+/* The light check of a received backup of @size bytes in @fd: magic,
+ * length, FNV-1a 64 checksum of the image (docs/backup.md). */
+static int check_backup(struct ballast_client *c, int fd, const char *name, uint64_t size)
+{
+    unsigned char head[BACKUP_HEADER];
+    if (size < BACKUP_HEADER || pread(fd, head, sizeof head, 0) != (ssize_t)sizeof head) {
+        return set_err(c, BALLAST_EPROTO, "snapshot: %llu bytes received, not a whole backup",
+                       (unsigned long long)size);
+    }
+    if (memcmp(head, BACKUP_MAGIC, 8) != 0) {
+        return set_err(c, BALLAST_EPROTO, "snapshot: the body is not a Ballast backup (bad magic)");
+    }
+    uint64_t len = le64(head + 16), sum = le64(head + 24);
+    if (len != size - BACKUP_HEADER) {
+        return set_err(c, BALLAST_EPROTO,
+                       "snapshot: the header announces %llu image bytes, %llu were received",
+                       (unsigned long long)len, (unsigned long long)(size - BACKUP_HEADER));
+    }
+    if (sum == 0) {
+        return set_err(c, BALLAST_EPROTO, "snapshot: the backup carries no checksum");
+    }
+    unsigned char *buf = malloc(HEAD_MAX);
+    if (!buf) {
+        return set_err(c, BALLAST_ENOMEM, "out of memory checking %s", name);
+    }
+    uint64_t h = UINT64_C(0xcbf29ce484222325), off = BACKUP_HEADER;
+    int rv = 0;
+    while (off < size) {
+        size_t want = size - off < HEAD_MAX ? (size_t)(size - off) : HEAD_MAX;
+        ssize_t r = pread(fd, buf, want, (off_t)off);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            rv = set_err(c, BALLAST_EIO, "read %s: %s", name, r < 0 ? strerror(errno) : "short");
+            break;
+        }
+        for (ssize_t i = 0; i < r; i++) {
+            h = (h ^ buf[i]) * UINT64_C(0x100000001b3);
+        }
+        off += (uint64_t)r;
+    }
+    free(buf);
+    if (rv == 0 && h != sum) {
+        rv = set_err(c, BALLAST_EPROTO,
+                     "snapshot: checksum mismatch (header %016llx, received %016llx): "
+                     "the body is damaged",
+                     (unsigned long long)sum, (unsigned long long)h);
+    }
+    return rv;
+}
+
+/* fsync the directory holding @path. */
+static int sync_parent(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash) {
+        snprintf(dir, sizeof dir, ".");
+    } else if (slash == path) {
+        snprintf(dir, sizeof dir, "/");
+    } else {
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return -1;
+    }
+    int rv = fsync(fd);
+    close(fd);
+    return rv;
+}
+
+int ballast_snapshot_save(struct ballast_client *c, const char *path, uint64_t *revision)
+{
+    if (revision) {
+        *revision = 0;
+    }
+    if (!c) {
+        return BALLAST_EBADARG;
+    }
+    if (!path || !*path) {
+        return set_err(c, BALLAST_EBADARG, "no file to save the snapshot to");
+    }
+    size_t pl = strlen(path);
+    char *tmp = malloc(pl + 5);
+    if (!tmp) {
+        return set_err(c, BALLAST_ENOMEM, "out of memory");
+    }
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp", 5);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int rv = set_err(c, BALLAST_EIO, "create %s: %s", tmp, strerror(errno));
+        free(tmp);
+        return rv;
+    }
+    struct req rq;
+    req_init(c, &rq, "GET", "/v1/snapshot");
+    rq.sink = 1;
+    rq.sink_fd = fd;
+    rq.sink_name = tmp;
+    rq.long_head = 1;
+    struct resp rs = {0};
+    int rv = call(c, &rq, &rs, NULL);
+    if (rv == 0 && (rs.status < 200 || rs.status > 299)) {
+        rv = reply_error(c, c->last_ep, &rs);
+    }
+    if (rv == 0 && fsync(fd) != 0) {
+        rv = set_err(c, BALLAST_EIO, "fsync %s: %s", tmp, strerror(errno));
+    }
+    if (rv == 0) {
+        rv = check_backup(c, fd, tmp, rs.sunk);
+    }
+    if (close(fd) != 0 && rv == 0) {
+        rv = set_err(c, BALLAST_EIO, "close %s: %s", tmp, strerror(errno));
+    }
+    if (rv == 0 && rename(tmp, path) != 0) {
+        rv = set_err(c, BALLAST_EIO, "rename %s to %s: %s", tmp, path, strerror(errno));
+    }
+    if (rv == 0 && sync_parent(path) != 0) {
+        rv = set_err(c, BALLAST_EIO, "fsync the directory of %s: %s", path, strerror(errno));
+    }
+    if (rv != 0) {
+        unlink(tmp);
+    } else if (revision) {
+        /* the backup's own revision; X-Ballast-Revision may be the store's now */
+        int64_t r = rs.snap_revision >= 0 ? rs.snap_revision : rs.revision;
+        *revision = r > 0 ? (uint64_t)r : 0;
+    }
+    resp_reset(&rs);
+    free(tmp);
     return rv;
 }
 

@@ -96,6 +96,9 @@ struct bl_member {
     struct bl_fsm fsm;
     struct bl_store *store;
     struct bl_diskcheck disk; /* free-space admission of writes */
+    bool disk_full;           /* the last BL_ENOSPACE came from the disk, not the quota */
+    void (*stop_cb)(void *arg);
+    void *stop_arg;
     uv_timer_t watch;
 
     uint64_t id;
@@ -393,7 +396,8 @@ int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_
     int rv;
 
     if (m->closing) {
-        return BL_ESHUTDOWN;
+        /* Handing over before closing: the caller forwards to the next leader. */
+        return m->store != NULL ? BL_ENOLEADER : BL_ESHUTDOWN;
     }
     if (raft_state(&m->raft) != RAFT_LEADER) {
         return BL_ENOLEADER;
@@ -412,7 +416,8 @@ int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_
         }
         /* canonical/raft 0.15 notices a full disk only when it preallocates
          * a segment; check the file system's free space first. */
-        if (bl_diskcheck_admit(&m->disk, uv_now(m->loop), p->bytes) != 0) {
+        m->disk_full = bl_diskcheck_admit(&m->disk, uv_now(m->loop), p->bytes) != 0;
+        if (m->disk_full) {
             free(p);
             return BL_ENOSPACE;
         }
@@ -506,7 +511,7 @@ int bl_member_read_barrier(struct bl_member *m, bl_read_cb cb, void *arg)
     struct read_wait *w;
 
     if (m->closing) {
-        return BL_ESHUTDOWN;
+        return m->store != NULL ? BL_ENOLEADER : BL_ESHUTDOWN;
     }
     if (raft_state(&m->raft) != RAFT_LEADER) {
         return BL_ENOLEADER;
@@ -674,9 +679,17 @@ int bl_member_leader_client_url(struct bl_member *m, char *buf, size_t len)
         return BL_ENOLEADER;
     }
     if (id == m->id) {
-        /* This member leads but refused the request (a leadership transfer
-         * is running, or it is closing): there is no one to forward to. */
-        return BL_ENOLEADER;
+        /* This member leads but refused the request: a leadership transfer
+         * is running (on request or before closing). Its target is the next
+         * leader; relaying there now (it answers 503 until it has won, and
+         * the caller retries) beats waiting to hear from it. */
+        if (m->transfer_to == 0 || (!m->transferring && !m->closing)) {
+            return BL_ENOLEADER;
+        }
+        id = m->transfer_to;
+    }
+    if (m->store == NULL) {
+        return BL_ESHUTDOWN;
     }
     rv = bl_store_begin(m->store, false, &txn);
     if (rv != 0) {
@@ -1121,7 +1134,11 @@ static void maybe_promote(struct bl_member *m)
     for (unsigned i = 0; i < conf->n; i++) {
         const struct raft_server *s = &conf->servers[i];
         const struct raft_progress *pr = &m->raft.leader_state.progress[i];
-        bool caught_up = pr->match_index + PROMOTE_LAG >= last;
+        /* Only a learner the leader hears from and that holds entries: one
+         * that never started would keep raft's catch-up (and with it every
+         * other membership change) waiting. */
+        bool caught_up =
+            pr->recent_recv && pr->match_index > 0 && pr->match_index + PROMOTE_LAG >= last;
         if (s->role == RAFT_VOTER || (s->role == RAFT_STANDBY && !caught_up)) {
             continue;
         }
@@ -1204,6 +1221,17 @@ int bl_member_get(struct bl_member *m, uint64_t id, struct bl_member_info *out)
 uint64_t bl_member_id(struct bl_member *m)
 {
     return m->id;
+}
+
+void bl_member_on_stop(struct bl_member *m, void (*cb)(void *arg), void *arg)
+{
+    m->stop_cb = cb;
+    m->stop_arg = arg;
+}
+
+bool bl_member_disk_full(struct bl_member *m)
+{
+    return m->disk_full;
 }
 
 const char *bl_member_data_dir(struct bl_member *m)
@@ -1622,9 +1650,9 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     }
     m->raft.data = m;
     raft_set_pre_vote(&m->raft, true);
-    raft_set_election_timeout(&m->raft, cfg->election_timeout_ms ? cfg->election_timeout_ms : 1000);
+    raft_set_election_timeout(&m->raft, cfg->election_timeout_ms ? cfg->election_timeout_ms : 500);
     raft_set_heartbeat_timeout(&m->raft,
-                               cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 100);
+                               cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : 50);
     raft_set_snapshot_threshold(&m->raft, cfg->snapshot_threshold ? cfg->snapshot_threshold
                                                                   : DEFAULT_SNAPSHOT_THRESHOLD);
     raft_set_snapshot_trailing(&m->raft, cfg->snapshot_trailing ? cfg->snapshot_trailing
@@ -1753,6 +1781,10 @@ static void raft_closed_cb(struct raft *r)
 {
     struct bl_member *m = r->data;
 
+    if (m->stop_cb != NULL) {
+        m->stop_cb(m->stop_arg); /* callers stop using @m from here on */
+    }
+
     raft_uv_close(&m->io);
     bl_transport_close(&m->transport);
     /* Raft answers pending requests when it closes; anything left is unknown. */
@@ -1827,6 +1859,7 @@ void bl_member_close(struct bl_member *m, void (*cb)(void *arg), void *arg)
     if (raft_state(&m->raft) == RAFT_LEADER && (target = best_transfer_target(m)) != 0) {
         m->transfer.data = m;
         if (raft_transfer(&m->raft, &m->transfer, target, transfer_cb) == 0) {
+            m->transfer_to = target;
             BL_INFO("member %" PRIu64 ": handing leadership to %llu before closing", m->id, target);
             return;
         }

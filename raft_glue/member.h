@@ -36,8 +36,8 @@ struct bl_member_config {
     const char *peer_advertise;    /* address peers use; NULL = peer_listen */
     const char *client_advertise;  /* client URL published in the member table */
     const char *initial_cluster;   /* "1=127.0.0.1:8380,2=..." founders, or NULL */
-    unsigned election_timeout_ms;  /* 0 = default (1000) */
-    unsigned heartbeat_timeout_ms; /* 0 = default (100) */
+    unsigned election_timeout_ms;  /* 0 = default (500) */
+    unsigned heartbeat_timeout_ms; /* 0 = default (50) */
     unsigned snapshot_threshold;   /* entries between snapshots; 0 = default (8192) */
     unsigned snapshot_trailing;    /* entries kept after a snapshot; 0 = default (2048) */
     unsigned propose_timeout_ms;   /* a write not applied by then is BL_ETIMEOUT; 0 = 10000 */
@@ -173,6 +173,15 @@ typedef void (*bl_backup_cb)(void *arg, int status, const struct bl_backup_info 
  * the member does not finish closing before @cb ran. BL_ESHUTDOWN while
  * closing, BL_ENOMEM. */
 int bl_member_backup(struct bl_member *m, int fd, bl_backup_cb cb, void *arg);
+
+/* Call @cb once the member stops serving: Raft has closed and the store is
+ * about to. Until then a closing member answers BL_ENOLEADER (forward), so
+ * requests arriving during the hand-off reach the next leader. */
+void bl_member_on_stop(struct bl_member *m, void (*cb)(void *arg), void *arg);
+
+/* True when the last BL_ENOSPACE of bl_member_propose() came from the file
+ * system's free space (--min-free-bytes), false when from the quota. */
+bool bl_member_disk_full(struct bl_member *m);
 
 /* The data directory (owned by the member). */
 const char *bl_member_data_dir(struct bl_member *m);

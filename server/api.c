@@ -36,6 +36,8 @@
 #define MAX_LIMIT           10000
 #define PUBLISH_INTERVAL_MS 1000
 #define FORWARD_SLACK_MS    2000
+#define PARK_RETRY_MS       5
+#define PARK_MAX_MS         3000
 
 enum call_kind { CALL_GET, CALL_PUT, CALL_DELETE, CALL_PUBLISH };
 
@@ -47,7 +49,9 @@ struct call {
     int format;
     bool prefix, prev, raw, keys_only, count_only, serializable;
     bool client_reqid;
-    bool reforward; /* relayed here, and this member relays it on (leader removal) */
+    bool reforward;         /* relayed here, and this member relays it on (leader removal) */
+    uint64_t park_deadline; /* while no leader is reachable, retry until then */
+    struct call *park_next;
     int64_t cas;
     uint64_t limit;
     size_t key_len, after_len;
@@ -57,6 +61,8 @@ struct call {
 };
 
 static const char SERVER_VERSION[] = PACKAGE_VERSION;
+
+static void park_timer_cb(uv_timer_t *t);
 
 /* ---- replies ------------------------------------------------------------------ */
 
@@ -214,6 +220,57 @@ static void call_free(struct call *c)
     free(c);
 }
 
+static void kv_read(struct call *c);
+static void kv_write(struct call *c);
+
+/* Park @c while no leader can be reached (an election, a hand-off): a KV
+ * request that surely was not sent is retried every PARK_RETRY_MS until
+ * PARK_MAX_MS after it first failed, so a leader change costs clients
+ * latency instead of an error. False when it is not parkable or out of time. */
+static bool park(struct call *c)
+{
+    struct bl_api *a = c->a;
+    uint64_t now = uv_now(a->loop);
+    if ((c->kind != CALL_GET && c->kind != CALL_PUT && c->kind != CALL_DELETE) ||
+        a->member == NULL || a->closing) {
+        return false;
+    }
+    if (c->park_deadline == 0) {
+        c->park_deadline = now + PARK_MAX_MS;
+    }
+    if (now >= c->park_deadline) {
+        return false;
+    }
+    c->park_next = a->parked;
+    a->parked = c;
+    a->pending++;
+    if (!uv_is_active((uv_handle_t *)&a->park_timer)) {
+        uv_timer_start(&a->park_timer, park_timer_cb, PARK_RETRY_MS, 0);
+    }
+    return true;
+}
+
+/* Retry every parked call: it may find a leader now, or be the leader. */
+static void park_timer_cb(uv_timer_t *t)
+{
+    struct bl_api *a = t->data;
+    struct call *c = a->parked;
+    a->parked = NULL;
+    while (c != NULL) {
+        struct call *next = c->park_next;
+        a->pending--;
+        if (a->member == NULL) {
+            respond_error(a, c->ex, BL_ESHUTDOWN, "member is shutting down");
+            call_free(c);
+        } else if (c->kind == CALL_GET) {
+            kv_read(c);
+        } else {
+            kv_write(c);
+        }
+        c = next;
+    }
+}
+
 /* ---- forwarding ------------------------------------------------------------------ */
 
 static const char *method_name(int method)
@@ -229,6 +286,9 @@ static void forward_cb(void *arg, int status, const struct bl_http_response *res
     unsigned n = 0;
 
     a->pending--;
+    if ((status == BL_EUNAVAILABLE || (status == 0 && resp->status == 503)) && park(c)) {
+        return; /* surely not applied: the leader was unreachable or had stepped down */
+    }
     if (status != 0) {
         if (status == BL_ETIMEOUT) {
             respond_error(a, c->ex, BL_ETIMEOUT,
@@ -271,6 +331,9 @@ static void forward(struct call *c)
         return;
     }
     rv = bl_member_leader_client_url(a->member, url, sizeof url);
+    if (rv != 0 && park(c)) {
+        return;
+    }
     if (rv != 0) {
         respond_error(a, ex, BL_ENOLEADER, "no leader known to member %" PRIu64 " yet",
                       bl_member_id(a->member));
@@ -293,6 +356,9 @@ static void forward(struct call *c)
     rv = bl_http_client_request(
         a->client, url, method_name(ex->method), ex->target, ex->target_len, h, n, ex->body,
         ex->body_len, (unsigned)(a->cfg->propose_timeout_ms + FORWARD_SLACK_MS), forward_cb, c);
+    if (rv != 0 && park(c)) {
+        return;
+    }
     if (rv != 0) {
         respond_error(a, ex, BL_ENOLEADER, "cannot reach the leader at %s: %s", url,
                       bl_strerror(rv));
@@ -551,6 +617,14 @@ static void kv_write(struct call *c)
     rv = bl_member_propose(c->a->member, &cmd, write_done, c);
     if (rv == BL_ENOLEADER) {
         forward(c);
+        return;
+    }
+    if (rv == BL_ENOSPACE && bl_member_disk_full(c->a->member)) {
+        respond_error(c->a, ex, rv,
+                      "the data dir's file system has less than %" PRIu64
+                      " bytes free (--min-free-bytes): free disk space; deletes still work",
+                      c->a->cfg->min_free_bytes);
+        call_free(c);
         return;
     }
     if (rv == BL_ENOSPACE) {
@@ -1655,6 +1729,8 @@ int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
     }
     uv_timer_init(loop, &a->publish_timer);
     a->publish_timer.data = a;
+    uv_timer_init(loop, &a->park_timer);
+    a->park_timer.data = a;
     uv_timer_start(&a->publish_timer, publish_timer_cb, 200, PUBLISH_INTERVAL_MS);
     return 0;
 }
@@ -1671,7 +1747,9 @@ static void api_closed(void *arg)
 static void timer_closed(uv_handle_t *h)
 {
     struct bl_api *a = h->data;
-    bl_http_server_close(a->http, api_closed, a);
+    if (--a->timers_open == 0) {
+        bl_http_server_close(a->http, api_closed, a);
+    }
 }
 
 void bl_api_close(struct bl_api *a, void (*cb)(void *arg), void *arg)
@@ -1679,6 +1757,10 @@ void bl_api_close(struct bl_api *a, void (*cb)(void *arg), void *arg)
     a->close_cb = cb;
     a->close_arg = arg;
     a->member = NULL;
+    a->closing = true;
+    park_timer_cb(&a->park_timer); /* answers every parked call: shutting down */
     bl_http_client_close(a->client);
+    a->timers_open = 2;
     uv_close((uv_handle_t *)&a->publish_timer, timer_closed);
+    uv_close((uv_handle_t *)&a->park_timer, timer_closed);
 }

@@ -29,6 +29,10 @@ struct bl_api {
     struct bl_http_client *client;
     struct bl_doc doc; /* scratch writer, reused by every reply */
     uv_timer_t publish_timer;
+    uv_timer_t park_timer;
+    struct call *parked; /* requests waiting for a reachable leader */
+    bool closing;
+    int timers_open;
     bool publishing;
     uint64_t request_seq;
     unsigned pending;                              /* requests waiting on raft or the leader */

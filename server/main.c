@@ -42,7 +42,11 @@ struct daemon {
     uv_signal_t sigterm, sigint;
     bool stopping;
     int exit_code;
+    uv_timer_t drain;
+    uint64_t drain_deadline;
 };
+
+#define DRAIN_MS 2000
 
 static void api_closed(void *arg)
 {
@@ -52,11 +56,35 @@ static void api_closed(void *arg)
     BL_INFO("ballastd: stopped");
 }
 
+/* The member stopped serving: the API answers 503 from now on. */
+static void member_stopped(void *arg)
+{
+    struct daemon *d = arg;
+    d->api.member = NULL;
+}
+
+/* Requests relayed to the new leader during the hand-off finish before the
+ * API closes their connections (bounded by DRAIN_MS). */
+static void drain_cb(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    if (d->api.pending > 0 && uv_now(d->loop) < d->drain_deadline) {
+        return;
+    }
+    uv_timer_stop(t);
+    uv_close((uv_handle_t *)t, NULL);
+    bl_api_close(&d->api, api_closed, d);
+}
+
 static void member_closed(void *arg)
 {
     struct daemon *d = arg;
     d->member = NULL;
-    bl_api_close(&d->api, api_closed, d);
+    d->api.member = NULL;
+    d->drain_deadline = uv_now(d->loop) + DRAIN_MS;
+    uv_timer_init(d->loop, &d->drain);
+    d->drain.data = d;
+    uv_timer_start(&d->drain, drain_cb, 0, 5);
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
@@ -81,7 +109,8 @@ static void signal_cb(uv_signal_t *s, int signum)
         uv_close((uv_handle_t *)&d->sigint, NULL);
         return;
     }
-    d->api.member = NULL; /* new requests get 503 while the member closes */
+    /* The member hands leadership over first; meanwhile the API relays
+     * requests to the new leader (see bl_member_on_stop). */
     bl_member_close(d->member, member_closed, d);
 }
 
@@ -116,6 +145,7 @@ static void start_member(struct daemon *d)
         return;
     }
     d->api_started = true;
+    bl_member_on_stop(d->member, member_stopped, d);
     BL_INFO("ballastd %s: member %llu serving clients on %s, peers on %s", PACKAGE_VERSION,
             (unsigned long long)bl_member_id(d->member), d->cfg.listen_client, d->cfg.listen_peer);
 }

@@ -691,9 +691,6 @@ START_TEST(test_routing)
         {"GET", "/v1/watch/x"},
         {"POST", "/v1/lease"},
         {"GET", "/metrics"},
-        {"POST", "/v1/members"},
-        {"DELETE", "/v1/members/2"},
-        {"GET", "/v1/snapshot"},
         {"POST", "/v1/lease/5/keepalive"},
         {"GET", "/v1/watch/a/b?prefix"},
     };
@@ -734,6 +731,30 @@ START_TEST(test_routing)
         ck_assert_msg(r.status == 501, "%s %s: %d", not_impl[i][0], not_impl[i][1], r.status);
         expect_error(&r, 501, "bad_request");
     }
+
+    /* membership: bad bodies and ids are 400, unknown members 404 */
+    req(&c, &r, "POST", "/v1/members", NULL, NULL, 0);
+    expect_error(&r, 400, "bad_request");
+    req(&c, &r, "POST", "/v1/members", "Content-Type: application/json\r\n",
+        "{\"peer_url\": \"nohost\", \"client_url\": \"127.0.0.1:1\"}", 51);
+    expect_error(&r, 400, "bad_request");
+    req(&c, &r, "POST", "/v1/members", "Content-Type: application/json\r\n",
+        "{\"peer_url\": \"127.0.0.1:2\", \"client_url\": \"127.0.0.1:1\", \"x\": 1}", 64);
+    expect_error(&r, 400, "bad_request");
+    req(&c, &r, "DELETE", "/v1/members/99", NULL, NULL, 0);
+    expect_error(&r, 404, "not_found");
+    req(&c, &r, "DELETE", "/v1/members/1", NULL, NULL, 0);
+    expect_error(&r, 503, "no_leader"); /* the leader itself, with no voter to hand over to */
+    req(&c, &r, "DELETE", "/v1/members/abc", NULL, NULL, 0);
+    expect_error(&r, 400, "bad_request");
+    get(&c, &r, "/v1/members/1");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(js(r.json, "role"), "voter");
+    req(&c, &r, "POST", "/v1/members/99/promote", NULL, NULL, 0);
+    expect_error(&r, 404, "not_found");
+    get(&c, &r, "/v1/snapshot");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(hdr_req(&r, "Content-Type"), "application/octet-stream");
 
     /* leadership transfer on a single member: nobody to hand it to */
     req(&c, &r, "POST", "/v1/leader", NULL, NULL, 0);

@@ -1811,6 +1811,393 @@ START_TEST(test_retry_after_kept_when_pass_ends_refused)
 }
 END_TEST
 
+/* --- members add / remove / promote ------------------------------------------------------ */
+
+/* A member object as the server writes it. */
+static void mp_member(struct mp *m, uint64_t id, const char *name, const char *role)
+{
+    msgpack_pack_map(&m->pk, 7);
+    mp_str(m, "id");
+    msgpack_pack_uint64(&m->pk, id);
+    mp_str(m, "name");
+    mp_str(m, name);
+    mp_str(m, "peer_url");
+    mp_str(m, "127.0.0.1:8384");
+    mp_str(m, "client_url");
+    mp_str(m, "127.0.0.1:8383");
+    mp_str(m, "role");
+    mp_str(m, role);
+    mp_str(m, "reachable");
+    msgpack_pack_true(&m->pk);
+    mp_str(m, "match_index");
+    msgpack_pack_uint64(&m->pk, 12);
+}
+
+static struct blob member_resp(int status, uint64_t id, const char *name, const char *role)
+{
+    struct mp m;
+    mp_init(&m);
+    mp_member(&m, id, name, role);
+    return mp_resp(status, "", &m);
+}
+
+/* The request body of @q as a msgpack map, unpacked into @u. */
+static const msgpack_object *body_map(const struct rec *q, msgpack_unpacked *u)
+{
+    size_t off = 0;
+    ck_assert_str_eq(q->ctype, "application/msgpack");
+    msgpack_unpacked_init(u);
+    ck_assert_int_eq(msgpack_unpack_next(u, q->body, q->body_len, &off), MSGPACK_UNPACK_SUCCESS);
+    ck_assert_uint_eq(off, q->body_len);
+    ck_assert_int_eq(u->data.type, MSGPACK_OBJECT_MAP);
+    return &u->data;
+}
+
+/* Field @name of map @m (a str key), or NULL. */
+static const msgpack_object *field(const msgpack_object *m, const char *name)
+{
+    for (uint32_t i = 0; i < m->via.map.size; i++) {
+        const msgpack_object *k = &m->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(name) &&
+            memcmp(k->via.str.ptr, name, k->via.str.size) == 0) {
+            return &m->via.map.ptr[i].val;
+        }
+    }
+    return NULL;
+}
+
+static void assert_str_field(const msgpack_object *m, const char *name, const char *want)
+{
+    const msgpack_object *v = field(m, name);
+    ck_assert_msg(v != NULL, "no field %s", name);
+    ck_assert_int_eq(v->type, MSGPACK_OBJECT_STR);
+    ck_assert_uint_eq(v->via.str.size, strlen(want));
+    ck_assert_mem_eq(v->via.str.ptr, want, strlen(want));
+}
+
+START_TEST(test_member_add)
+{
+    struct fsrv *s = srv_start(), *t = srv_start();
+    srv_push(s, ACT_REPLY, member_resp(201, 4, "m4", "learner"));
+    srv_push(s, ACT_REPLY, member_resp(200, 9, "m9", "voter"));
+    srv_push(s, ACT_REPLY, err_resp(400, "", "bad_request", "peer URL 127.0.0.1:8384 in use"));
+    srv_push(t, ACT_CLOSE, raw_resp(""));
+    srv_push(t, ACT_REPLY, member_resp(200, 4, "m4", "learner"));
+    struct ballast_client *c = client_for(NULL, 1, s);
+    struct ballast_member *m = NULL;
+    msgpack_unpacked u;
+
+    /* a learner, the server picks the id: no "id" field */
+    ck_assert_int_eq(ballast_member_add(c, "m4", "127.0.0.1:8384", "127.0.0.1:8383", 0, 0, &m), 0);
+    ck_assert_uint_eq(m->id, 4);
+    ck_assert_str_eq(m->name, "m4");
+    ck_assert_str_eq(m->peer_url, "127.0.0.1:8384");
+    ck_assert_str_eq(m->client_url, "127.0.0.1:8383");
+    ck_assert_str_eq(m->role, "learner");
+    ck_assert_int_ne(m->reachable, 0);
+    ck_assert_uint_eq(m->match_index, 12);
+    ballast_members_free(m, 1);
+    const struct rec *q = srv_rec(s, 0);
+    assert_req(q, "POST", "/v1/members");
+    assert_request_id(q);
+    const msgpack_object *b = body_map(q, &u);
+    ck_assert_uint_eq(b->via.map.size, 4);
+    assert_str_field(b, "name", "m4");
+    assert_str_field(b, "peer_url", "127.0.0.1:8384");
+    assert_str_field(b, "client_url", "127.0.0.1:8383");
+    assert_str_field(b, "role", "learner");
+    ck_assert_ptr_null(field(b, "id"));
+    msgpack_unpacked_destroy(&u);
+
+    /* a voter with its id, no client URL (published by the member itself) */
+    ck_assert_int_eq(ballast_member_add(c, "m9", "127.0.0.1:8390", NULL, 1, 9, NULL), 0);
+    b = body_map(srv_rec(s, 1), &u);
+    ck_assert_uint_eq(b->via.map.size, 4);
+    assert_str_field(b, "role", "voter");
+    ck_assert_ptr_null(field(b, "client_url"));
+    ck_assert_int_eq(field(b, "id")->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    ck_assert_uint_eq(field(b, "id")->via.u64, 9);
+    msgpack_unpacked_destroy(&u);
+    ck_assert_str_ne(srv_rec(s, 0)->id, srv_rec(s, 1)->id);
+
+    /* errors: the server's, final; bad arguments never sent */
+    struct ballast_member dummy;
+    m = &dummy; /* must be reset to NULL */
+    ck_assert_int_eq(ballast_member_add(c, "m5", "127.0.0.1:8384", "", 0, 0, &m), BALLAST_EBADARG);
+    ck_assert_ptr_null(m);
+    ck_assert_str_eq(ballast_errmsg(c), "peer URL 127.0.0.1:8384 in use");
+    ck_assert_uint_eq(srv_nrecs(s), 3);
+    ck_assert_int_eq(ballast_member_add(c, "", "127.0.0.1:1", NULL, 0, 0, &m), BALLAST_EBADARG);
+    ck_assert_int_eq(ballast_member_add(c, "x", NULL, NULL, 0, 0, &m), BALLAST_EBADARG);
+    ck_assert_uint_eq(srv_nrecs(s), 3);
+
+    /* a lost answer: sent again with the same request id; the server answers
+     * the identical member with 200 */
+    c = client_for(NULL, 1, t);
+    ck_assert_int_eq(ballast_member_add(c, "m4", "127.0.0.1:8384", "127.0.0.1:8383", 0, 0, &m), 0);
+    ck_assert_uint_eq(m->id, 4);
+    ballast_members_free(m, 1);
+    ck_assert_uint_eq(srv_nrecs(t), 2);
+    ck_assert_str_eq(srv_rec(t, 0)->id, srv_rec(t, 1)->id);
+}
+END_TEST
+
+static struct blob removed_resp(uint64_t id)
+{
+    struct mp m;
+    mp_init(&m);
+    msgpack_pack_map(&m.pk, 1);
+    mp_str(&m, "removed");
+    msgpack_pack_uint64(&m.pk, id);
+    return mp_resp(200, "", &m);
+}
+
+START_TEST(test_member_remove)
+{
+    struct fsrv *s = srv_start(), *t = srv_start(), *u = srv_start();
+    srv_push(s, ACT_REPLY, removed_resp(7));
+    srv_push(s, ACT_REPLY, err_resp(404, "", "not_found", "no member 8"));
+    srv_push(s, ACT_REPLY, removed_resp(3));
+    srv_push(t, ACT_CLOSE, raw_resp(""));
+    srv_push(t, ACT_REPLY, err_resp(404, "", "not_found", "no member 7"));
+    srv_push(u, ACT_REPLY, err_resp(504, "", "timeout", "not committed in time"));
+    srv_push(u, ACT_REPLY, err_resp(404, "", "not_found", "no member 7"));
+    struct ballast_client *c = client_for(NULL, 1, s);
+
+    ck_assert_int_eq(ballast_member_remove(c, 7), 0);
+    assert_req(srv_rec(s, 0), "DELETE", "/v1/members/7");
+    assert_request_id(srv_rec(s, 0));
+    /* unknown on the first attempt: not found */
+    ck_assert_int_eq(ballast_member_remove(c, 8), BALLAST_ENOTFOUND);
+    ck_assert_str_eq(ballast_errmsg(c), "no member 8");
+    ck_assert_uint_eq(srv_nrecs(s), 2);
+    /* an answer naming another member is not this call's */
+    ck_assert_int_eq(ballast_member_remove(c, 9), BALLAST_EPROTO);
+    ck_assert_int_eq(ballast_member_remove(c, 0), BALLAST_EBADARG);
+    ck_assert_uint_eq(srv_nrecs(s), 3);
+
+    /* the first attempt's answer was lost (or 504): the retry's 404 means
+     * that attempt removed it */
+    c = client_for(NULL, 1, t);
+    ck_assert_int_eq(ballast_member_remove(c, 7), 0);
+    ck_assert_uint_eq(srv_nrecs(t), 2);
+    ck_assert_str_eq(srv_rec(t, 0)->id, srv_rec(t, 1)->id);
+    c = client_for(NULL, 1, u);
+    ck_assert_int_eq(ballast_member_remove(c, 7), 0);
+    ck_assert_uint_eq(srv_nrecs(u), 2);
+}
+END_TEST
+
+START_TEST(test_member_promote)
+{
+    struct fsrv *s = srv_start(), *t = srv_start();
+    srv_push(s, ACT_REPLY, member_resp(200, 5, "m5", "voter"));
+    srv_push(s, ACT_REPLY, err_resp(504, "", "timeout", "member 5 did not catch up in 10s"));
+    srv_push(s, ACT_REPLY, err_resp(404, "", "not_found", "no member 6"));
+    /* an answer trickled out over ~0.6 s, far beyond the attempt timeout */
+    srv_push_piece(t, ACT_REPLY, member_resp(200, 5, "m5", "voter"), 1);
+    struct ballast_client *c = client_for(NULL, 1, s);
+    struct ballast_member *m = NULL;
+
+    ck_assert_int_eq(ballast_member_promote(c, 5, &m), 0);
+    ck_assert_uint_eq(m->id, 5);
+    ck_assert_str_eq(m->role, "voter");
+    ballast_members_free(m, 1);
+    const struct rec *q = srv_rec(s, 0);
+    assert_req(q, "POST", "/v1/members/5/promote");
+    assert_request_id(q);
+    ck_assert_int_ne(q->has_cl, 0);
+    ck_assert_uint_eq(q->body_len, 0);
+    /* 504: the server's verdict, not retried */
+    ck_assert_int_eq(ballast_member_promote(c, 5, &m), BALLAST_ETIMEOUT);
+    ck_assert_ptr_null(m);
+    ck_assert_str_eq(ballast_errmsg(c), "member 5 did not catch up in 10s");
+    ck_assert_uint_eq(srv_nrecs(s), 2);
+    ck_assert_int_eq(ballast_member_promote(c, 6, NULL), BALLAST_ENOTFOUND);
+
+    /* the answer comes after the learner caught up: the attempt may use the
+     * whole call deadline */
+    struct ballast_options o = {0};
+    o.attempt_timeout_ms = 150;
+    o.request_timeout_ms = 5000;
+    c = client_for(&o, 1, t);
+    ck_assert_int_eq(ballast_member_promote(c, 5, &m), 0);
+    ck_assert_str_eq(m->name, "m5");
+    ballast_members_free(m, 1);
+    ck_assert_uint_eq(srv_nrecs(t), 1);
+}
+END_TEST
+
+/* --- snapshot save ------------------------------------------------------------------------ */
+
+static void put_le(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) {
+        p[i] = (uint8_t)(v >> (8 * i));
+    }
+}
+
+/* A backup file of @image_len pseudo-random image bytes (not a real LMDB
+ * image: the library's check does not open it), with a correct header and
+ * FNV-1a 64 checksum unless @checksum is 0. */
+static struct blob fake_backup(size_t image_len, uint64_t seed, int checksum)
+{
+    struct blob b = {malloc(32 + image_len + 1), 32 + image_len};
+    uint64_t h = UINT64_C(0xcbf29ce484222325), x = seed | 1;
+    ck_assert_ptr_nonnull(b.p);
+    memcpy(b.p, "BLSNAP1", 8);
+    put_le((uint8_t *)b.p + 8, 1234);
+    put_le((uint8_t *)b.p + 16, image_len);
+    for (size_t i = 0; i < image_len; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.p[32 + i] = (char)x;
+        h = (h ^ (uint8_t)x) * UINT64_C(0x100000001b3);
+    }
+    put_le((uint8_t *)b.p + 24, checksum ? h : 0);
+    return b;
+}
+
+static struct blob snapshot_resp(const struct blob *backup, int64_t rev)
+{
+    char hdr[64];
+    snprintf(hdr, sizeof hdr, "X-Ballast-Revision: %lld\r\n", (long long)rev);
+    return http_resp(200, hdr, "application/octet-stream", backup->p, backup->n);
+}
+
+/* The whole file @path into a blob ({NULL, 0} when it cannot be read). */
+static struct blob slurp(const char *path)
+{
+    struct blob b = {NULL, 0};
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        return b;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    b.p = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(b.p);
+    b.n = fread(b.p, 1, (size_t)n, f);
+    fclose(f);
+    return b;
+}
+
+static int exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}
+
+START_TEST(test_snapshot_save)
+{
+    char dir[] = "/tmp/ballast-test-client-XXXXXX", path[128], tmp[140];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/b.snap", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    struct blob good = fake_backup(300 * 1000, 7, 1), other = fake_backup(5000, 9, 1);
+    struct fsrv *s = srv_start();
+    uint64_t rev = 0;
+
+    /* a whole backup: written, checked, renamed; the revision from the header */
+    srv_push(s, ACT_REPLY, snapshot_resp(&good, 42));
+    struct ballast_client *c = client_for(NULL, 1, s);
+    ck_assert_int_eq(ballast_snapshot_save(c, path, &rev), 0);
+    ck_assert_uint_eq(rev, 42);
+    assert_req(srv_rec(s, 0), "GET", "/v1/snapshot");
+    ck_assert_int_eq(srv_rec(s, 0)->has_id, 0);
+    struct blob got = slurp(path);
+    ck_assert_uint_eq(got.n, good.n);
+    ck_assert_mem_eq(got.p, good.p, good.n);
+    free(got.p);
+    ck_assert(!exists(tmp));
+    teardown();
+
+    /* bodies that are not whole, checked backups: refused, the file at
+     * @path is left as it was, no .tmp stays */
+    struct blob flipped = blob_dup(good.p, good.n), magic = blob_dup(good.p, good.n),
+                longer = blob_dup(good.p, good.n), nosum = fake_backup(1000, 7, 0);
+    flipped.p[32 + 1000] ^= 0x20;
+    magic.p[0] = 'X';
+    put_le((uint8_t *)longer.p + 16, good.n - 32 + 1);
+    struct blob bad[] = {flipped, magic, longer, nosum, blob_dup("BLSNAP1", 8)};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s = srv_start();
+        srv_push(s, ACT_REPLY, snapshot_resp(&bad[i], 42));
+        c = client_for(NULL, 1, s);
+        rev = 77;
+        int rv = ballast_snapshot_save(c, path, &rev);
+        ck_assert_msg(rv == BALLAST_EPROTO, "bad body #%zu: %d (%s)", i, rv, ballast_errmsg(c));
+        ck_assert_uint_eq(rev, 0);
+        ck_assert_uint_eq(srv_nrecs(s), 1);
+        got = slurp(path);
+        ck_assert_uint_eq(got.n, good.n);
+        ck_assert_mem_eq(got.p, good.p, good.n);
+        free(got.p);
+        ck_assert(!exists(tmp));
+        free(bad[i].p);
+        teardown();
+    }
+
+    /* an error answer: mapped, nothing written */
+    s = srv_start();
+    srv_push(s, ACT_REPLY, err_resp(500, "", "internal", "copy the store: I/O error"));
+    c = client_for(NULL, 1, s);
+    ck_assert_int_eq(ballast_snapshot_save(c, path, &rev), BALLAST_ESERVER);
+    ck_assert_str_eq(ballast_errmsg(c), "copy the store: I/O error");
+    ck_assert(!exists(tmp));
+    ck_assert_int_eq(ballast_snapshot_save(c, "", &rev), BALLAST_EBADARG);
+    teardown();
+
+    /* fail over freely: a 503, then a member whose body breaks off half way,
+     * then a chunked answer; the file holds exactly the last body */
+    struct fsrv *a = srv_start(), *b = srv_start(), *d = srv_start();
+    srv_push(a, ACT_REPLY, no_leader_resp());
+    struct blob half = snapshot_resp(&good, 41);
+    half.n -= good.n / 2;
+    srv_push(b, ACT_REPLY_CLOSE, half);
+    struct blob ch = chunked_resp(other.p, other.n, 999);
+    srv_push(d, ACT_REPLY, ch);
+    c = client_for(NULL, 3, a, b, d);
+    ck_assert_int_eq(ballast_snapshot_save(c, path, &rev), 0);
+    ck_assert_uint_eq(rev, 0); /* that answer carried no revision */
+    ck_assert_str_eq(ballast_current_endpoint(c), d->name);
+    got = slurp(path);
+    ck_assert_uint_eq(got.n, other.n);
+    ck_assert_mem_eq(got.p, other.p, other.n);
+    free(got.p);
+    teardown();
+
+    /* the backup's revision in X-Ballast-Snapshot-Revision wins over the
+     * store's current one in X-Ballast-Revision */
+    s = srv_start();
+    srv_push(s, ACT_REPLY,
+             http_resp(200, "X-Ballast-Revision: 50\r\nX-Ballast-Snapshot-Revision: 44\r\n",
+                       "application/octet-stream", other.p, other.n));
+    c = client_for(NULL, 1, s);
+    ck_assert_int_eq(ballast_snapshot_save(c, path, &rev), 0);
+    ck_assert_uint_eq(rev, 44);
+    teardown();
+
+    /* a body that keeps coming is not cut off by the deadline: inactivity
+     * bounds it (300 kB in 4 kB pieces 2 ms apart: ~150 ms, over the 100 ms
+     * attempt timeout) */
+    s = srv_start();
+    srv_push_piece(s, ACT_REPLY, snapshot_resp(&good, 43), 4096);
+    struct ballast_options o = {0};
+    o.attempt_timeout_ms = 100;
+    o.request_timeout_ms = 120;
+    c = client_for(&o, 1, s);
+    ck_assert_int_eq(ballast_snapshot_save(c, path, &rev), 0);
+    ck_assert_uint_eq(rev, 43);
+
+    unlink(path);
+    rmdir(dir);
+    free(good.p);
+    free(other.p);
+}
+END_TEST
+
 static Suite *client_suite(void)
 {
     Suite *s = suite_create("client");
@@ -1852,6 +2239,15 @@ static Suite *client_suite(void)
     tcase_add_test(tc, test_raw_request_returns_body_and_status);
     tcase_add_test(tc, test_leader_transfer);
     tcase_add_test(tc, test_retry_after_kept_when_pass_ends_refused);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("members and snapshot");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_member_add);
+    tcase_add_test(tc, test_member_remove);
+    tcase_add_test(tc, test_member_promote);
+    tcase_add_test(tc, test_snapshot_save);
     suite_add_tcase(s, tc);
     return s;
 }
