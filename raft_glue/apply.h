@@ -15,8 +15,21 @@
  *
  * The outcome of a command is a result record (msgpack):
  *   [code(int), revision(uint), deleted(uint), prev(array of kv)]
- * where kv = [key(bin), value(bin), create(uint), mod(uint), version(uint), lease(uint)].
- * The record lives in the applier's buffer until the next bl_apply(). */
+ * and for a txn one more element [succeeded(uint), results(array)], where a
+ * result is [1] (put), [2, deleted] (delete) or [3, count, more, kvs] (get),
+ * and kv = [key(bin), value(bin), create(uint), mod(uint), version(uint), lease(uint)].
+ * The record lives in the applier's buffer until the next bl_apply().
+ *
+ * Leases: a put naming a lease that does not exist, or a revoke of an
+ * unknown lease, is the deterministic outcome BL_ENOTFOUND; a grant of an
+ * id in use is BL_EBADREQ. A key's own lease (PUT ?ttl=) is deleted when the
+ * key is overwritten without it or deleted.
+ *
+ * Watch history: every command that raises the revision also stores the
+ * events it made under that revision (history table), an array of
+ * [type(uint: BL_EVENT_*), kv]; for a delete the kv holds the key and
+ * mod_revision = the deleting revision. Revisions older than the last
+ * history_revisions are pruned in the same transaction. */
 #ifndef BALLAST_APPLY_H
 #define BALLAST_APPLY_H
 
@@ -25,10 +38,18 @@
 #include <stdint.h>
 
 #include "command.h"
+#include "mp.h"
 #include "store.h"
 
 /* Keep request-id records for this many revisions (the retry window). */
 #define BL_REQID_WINDOW 100000
+
+/* Keep watch events for this many revisions unless configured. */
+#define BL_HISTORY_DEFAULT 10000
+
+/* A get inside a txn returns at most this many kvs (default, max). */
+#define BL_TXN_GET_DEFAULT 1000
+#define BL_TXN_GET_MAX     10000
 
 /* Flag (in bl_cmd.flags): record this command's outcome under its request id. */
 #define BL_CMD_F_RECORD 0x2
@@ -40,6 +61,9 @@ struct bl_apply_result {
     uint64_t deleted;      /* keys removed (DELETE, DELETE_RANGE) */
     bool replayed;         /* answered from the request-id table */
     bool skipped;          /* index already applied: nothing done, record empty */
+    bool changed;          /* the revision rose */
+    uint64_t lease_granted; /* a lease this command granted (0: none) ... */
+    uint64_t lease_ttl;     /* ... with this TTL in seconds */
     const uint8_t *record; /* result record, valid until the next bl_apply */
     size_t record_len;
 };
@@ -47,6 +71,8 @@ struct bl_apply_result {
 /* Applies commands to a store; owns a scratch buffer for result records. */
 struct bl_applier {
     struct bl_store *store;
+    uint64_t history_revisions; /* watch history kept; 0 keeps none */
+    void *txn_space;            /* decoded txn ops, allocated on first use */
     uint8_t *buf;
     size_t len, cap;
     char errmsg[256];
@@ -68,8 +94,11 @@ struct bl_result_view {
     uint64_t revision;
     uint64_t deleted;
     uint32_t n_prev;
-    const uint8_t *prev_p; /* cursor over the prev kvs */
+    const uint8_t *prev_p; /* cursor over the prev kvs, then the txn results */
     const uint8_t *end;
+    bool is_txn;
+    bool succeeded;     /* after bl_result_txn() */
+    uint32_t n_results; /* after bl_result_txn(): results left */
 };
 
 /* Decode a result record; iterate its prev kvs with bl_result_next_prev()
@@ -77,6 +106,33 @@ struct bl_result_view {
  * kv's pointers point into the record. */
 int bl_result_decode(const uint8_t *rec, size_t len, struct bl_result_view *v);
 int bl_result_next_prev(struct bl_result_view *v, struct bl_kv *kv);
+
+/* For a txn's record: read the txn part (succeeded, result count); then
+ * bl_result_next_op() gives each op's result (1, 0 at the end, or
+ * BL_EMALFORMED), and bl_op_result_next_kv() a get's kvs. */
+struct bl_op_result {
+    int type; /* enum bl_op_type */
+    uint64_t deleted;
+    uint64_t count;
+    bool more;
+    uint32_t n_kvs;
+    struct bl_mpr kvs;
+};
+int bl_result_txn(struct bl_result_view *v);
+int bl_result_next_op(struct bl_result_view *v, struct bl_op_result *o);
+int bl_op_result_next_kv(struct bl_op_result *o, struct bl_kv *kv);
+
+/* Events of one revision (a history record). */
+#define BL_EVENT_PUT    1
+#define BL_EVENT_DELETE 2
+struct bl_events {
+    struct bl_mpr r;
+    uint32_t n;
+};
+int bl_events_init(struct bl_events *e, const void *rec, size_t len);
+/* 1 with *@type and @kv (pointers into the record), 0 at the end, or
+ * BL_EMALFORMED. */
+int bl_events_next(struct bl_events *e, int *type, struct bl_kv *kv);
 
 /* A member's published attributes (the member table's record). */
 struct bl_member_attrs {

@@ -62,13 +62,19 @@ static int type_fields(uint64_t type)
 {
     switch (type) {
     case BL_CMD_PUT:
-        return 5;
+        return 6; /* 5 when ttl is 0 (the form of 0.2) */
     case BL_CMD_DELETE:
         return 3;
     case BL_CMD_DELETE_RANGE:
         return 2;
     case BL_CMD_MEMBER_SET:
         return 5;
+    case BL_CMD_TXN:
+        return 4;
+    case BL_CMD_LEASE_GRANT:
+        return 3;
+    case BL_CMD_LEASE_REVOKE:
+        return 2;
     default:
         return -1;
     }
@@ -76,10 +82,44 @@ static int type_fields(uint64_t type)
 
 /* ---- encoding --------------------------------------------------------- */
 
+static void put_ops(struct bl_mpw *w, const struct bl_txn_op *ops, uint32_t n)
+{
+    bl_mpw_array(w, n);
+    for (uint32_t i = 0; i < n; i++) {
+        bl_mpw_array(w, 6);
+        bl_mpw_uint(w, (uint64_t)ops[i].type);
+        bl_mpw_bin(w, ops[i].key.p, ops[i].key.len);
+        bl_mpw_bin(w, ops[i].value.p, ops[i].value.len);
+        bl_mpw_uint(w, ops[i].lease);
+        bl_mpw_uint(w, ops[i].flags);
+        bl_mpw_uint(w, ops[i].limit);
+    }
+}
+
+static void put_txn(struct bl_mpw *w, const struct bl_txn_req *t)
+{
+    bl_mpw_array(w, t->n_compares);
+    for (uint32_t i = 0; i < t->n_compares; i++) {
+        const struct bl_compare *c = &t->compares[i];
+        bl_mpw_array(w, 5);
+        bl_mpw_bin(w, c->key.p, c->key.len);
+        bl_mpw_uint(w, (uint64_t)c->target);
+        bl_mpw_uint(w, (uint64_t)c->op);
+        bl_mpw_bin(w, c->value.p, c->value.len);
+        bl_mpw_int(w, c->number);
+    }
+    put_ops(w, t->success, t->n_success);
+    put_ops(w, t->failure, t->n_failure);
+}
+
 /* Write the whole command; @cmd has been checked. */
 static void put_cmd(struct bl_mpw *w, const struct bl_cmd *cmd)
 {
-    bl_mpw_array(w, (uint32_t)(HEAD_FIELDS + type_fields((uint64_t)cmd->type)));
+    int fields = type_fields((uint64_t)cmd->type);
+    if (cmd->type == BL_CMD_PUT && cmd->ttl == 0) {
+        fields--; /* the form of 0.2, still the shortest */
+    }
+    bl_mpw_array(w, (uint32_t)(HEAD_FIELDS + fields));
     bl_mpw_uint(w, BL_CMD_VERSION);
     bl_mpw_uint(w, (uint64_t)cmd->type);
     bl_mpw_bin(w, cmd->request_id.p, cmd->request_id.len);
@@ -90,6 +130,9 @@ static void put_cmd(struct bl_mpw *w, const struct bl_cmd *cmd)
         bl_mpw_int(w, cmd->cas);
         bl_mpw_uint(w, cmd->lease);
         bl_mpw_uint(w, cmd->flags);
+        if (cmd->ttl != 0) {
+            bl_mpw_uint(w, cmd->ttl);
+        }
         break;
     case BL_CMD_DELETE:
         bl_mpw_bin(w, cmd->key.p, cmd->key.len);
@@ -107,6 +150,23 @@ static void put_cmd(struct bl_mpw *w, const struct bl_cmd *cmd)
         bl_mpw_str(w, cmd->client_url.p, cmd->client_url.len);
         bl_mpw_uint(w, cmd->flags);
         break;
+    case BL_CMD_TXN:
+        if (cmd->txn != NULL) {
+            put_txn(w, cmd->txn);
+        } else {
+            bl_mpw_raw(w, cmd->txn_body.p, cmd->txn_body.len); /* a decoded command */
+        }
+        bl_mpw_uint(w, cmd->flags);
+        break;
+    case BL_CMD_LEASE_GRANT:
+        bl_mpw_uint(w, cmd->lease);
+        bl_mpw_uint(w, cmd->ttl);
+        bl_mpw_uint(w, cmd->flags);
+        break;
+    case BL_CMD_LEASE_REVOKE:
+        bl_mpw_uint(w, cmd->lease);
+        bl_mpw_uint(w, cmd->flags);
+        break;
     }
 }
 
@@ -115,6 +175,56 @@ static void put_cmd(struct bl_mpw *w, const struct bl_cmd *cmd)
 static bool slice_ok(struct bl_slice s, size_t min, size_t max)
 {
     return s.len >= min && s.len <= max && (s.len == 0 || s.p != NULL);
+}
+
+static bool ops_ok(const struct bl_txn_op *ops, uint32_t n)
+{
+    if (n > BL_TXN_MAX_OPS || (n > 0 && ops == NULL)) {
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const struct bl_txn_op *o = &ops[i];
+        bool prefix = (o->flags & BL_OP_F_PREFIX) != 0;
+        if (o->type < BL_OP_PUT || o->type > BL_OP_GET ||
+            !slice_ok(o->key, prefix ? 0 : 1, BL_KEY_MAX) ||
+            !slice_ok(o->value, 0, UINT32_MAX) || (o->type == BL_OP_PUT && prefix)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool txn_ok(const struct bl_txn_req *t)
+{
+    if (t == NULL || t->n_compares > BL_TXN_MAX_OPS ||
+        (t->n_compares > 0 && t->compares == NULL)) {
+        return false;
+    }
+    for (uint32_t i = 0; i < t->n_compares; i++) {
+        const struct bl_compare *c = &t->compares[i];
+        if (!slice_ok(c->key, 1, BL_KEY_MAX) || !slice_ok(c->value, 0, UINT32_MAX) ||
+            c->target < BL_CMP_VALUE || c->target > BL_CMP_LEASE || c->op < BL_CMP_EQ ||
+            c->op > BL_CMP_GT) {
+            return false;
+        }
+    }
+    return ops_ok(t->success, t->n_success) && ops_ok(t->failure, t->n_failure);
+}
+
+/* Bytes of the variable fields of a txn, for the encoder's first guess. */
+static size_t txn_bytes(const struct bl_txn_req *t)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < t->n_compares; i++) {
+        n += t->compares[i].key.len + t->compares[i].value.len + 32;
+    }
+    for (uint32_t i = 0; i < t->n_success; i++) {
+        n += t->success[i].key.len + t->success[i].value.len + 48;
+    }
+    for (uint32_t i = 0; i < t->n_failure; i++) {
+        n += t->failure[i].key.len + t->failure[i].value.len + 48;
+    }
+    return n;
 }
 
 static bool cmd_ok(const struct bl_cmd *cmd)
@@ -134,6 +244,13 @@ static bool cmd_ok(const struct bl_cmd *cmd)
         return slice_ok(cmd->name, 0, MEMBER_NAME_MAX) &&
                slice_ok(cmd->peer_url, 1, MEMBER_URL_MAX) &&
                slice_ok(cmd->client_url, 1, MEMBER_URL_MAX);
+    case BL_CMD_TXN:
+        /* a decoded command's body was checked by the decoder */
+        return cmd->txn != NULL ? txn_ok(cmd->txn) : slice_ok(cmd->txn_body, 3, UINT32_MAX);
+    case BL_CMD_LEASE_GRANT:
+        return cmd->lease != 0 && cmd->ttl != 0;
+    case BL_CMD_LEASE_REVOKE:
+        return cmd->lease != 0;
     default:
         return false;
     }
@@ -149,7 +266,9 @@ int bl_cmd_encode(const struct bl_cmd *cmd, void **out, size_t *len)
     }
     /* One allocation: every field's bytes plus headers and padding. */
     w.cap = cmd->request_id.len + cmd->key.len + cmd->value.len + cmd->name.len +
-            cmd->peer_url.len + cmd->client_url.len + 96;
+            cmd->peer_url.len + cmd->client_url.len + 96 +
+            (cmd->type == BL_CMD_TXN ? cmd->txn != NULL ? txn_bytes(cmd->txn) : cmd->txn_body.len
+                                     : 0);
     w.buf = malloc(w.cap);
     if (w.buf == NULL) {
         return BL_ENOMEM;
@@ -422,6 +541,128 @@ static int get_member_fields(struct reader *r, struct bl_cmd *cmd, bool with_fla
     return get_uint(r, "flags", &cmd->flags);
 }
 
+/* Skip one txn list element by reading it (the body is checked as it is
+ * read, then read again by bl_txn_decode). */
+static int get_compare(struct reader *r, struct bl_compare *c)
+{
+    uint64_t n = 0, target = 0, op = 0;
+    int rv = get_array(r, &n);
+    if (rv == 0 && n != 5) {
+        rv = fail(r, "compare of %" PRIu64 " elements, expected 5", n);
+    }
+    if (rv == 0) {
+        rv = get_bin(r, "compare key", 1, BL_KEY_MAX, &c->key);
+    }
+    if (rv == 0) {
+        rv = get_uint(r, "compare target", &target);
+    }
+    if (rv == 0) {
+        rv = get_uint(r, "compare op", &op);
+    }
+    if (rv == 0) {
+        rv = get_bin(r, "compare value", 0, SIZE_MAX, &c->value);
+    }
+    if (rv == 0) {
+        rv = get_int(r, "compare number", &c->number);
+    }
+    if (rv == 0 && (target < BL_CMP_VALUE || target > BL_CMP_LEASE || op < BL_CMP_EQ ||
+                    op > BL_CMP_GT)) {
+        rv = fail(r, "compare target %" PRIu64 " / op %" PRIu64 " unknown", target, op);
+    }
+    c->target = (int)target;
+    c->op = (int)op;
+    return rv;
+}
+
+static int get_op(struct reader *r, struct bl_txn_op *o)
+{
+    uint64_t n = 0, type = 0;
+    int rv = get_array(r, &n);
+    if (rv == 0 && n != 6) {
+        rv = fail(r, "txn op of %" PRIu64 " elements, expected 6", n);
+    }
+    if (rv == 0) {
+        rv = get_uint(r, "op type", &type);
+    }
+    if (rv == 0) {
+        rv = get_bin(r, "op key", 0, BL_KEY_MAX, &o->key);
+    }
+    if (rv == 0) {
+        rv = get_bin(r, "op value", 0, SIZE_MAX, &o->value);
+    }
+    if (rv == 0) {
+        rv = get_uint(r, "op lease", &o->lease);
+    }
+    if (rv == 0) {
+        rv = get_uint(r, "op flags", &o->flags);
+    }
+    if (rv == 0) {
+        rv = get_uint(r, "op limit", &o->limit);
+    }
+    if (rv == 0 && (type < BL_OP_PUT || type > BL_OP_GET)) {
+        rv = fail(r, "txn op type %" PRIu64 " unknown", type);
+    }
+    if (rv == 0 && o->key.len == 0 && !(o->flags & BL_OP_F_PREFIX)) {
+        rv = fail(r, "txn op with an empty key and no prefix flag");
+    }
+    o->type = (int)type;
+    return rv;
+}
+
+static int get_ops(struct reader *r, struct bl_txn_op *ops, uint32_t *n)
+{
+    uint64_t count = 0;
+    struct bl_txn_op scratch;
+    int rv = get_array(r, &count);
+    if (rv == 0 && count > BL_TXN_MAX_OPS) {
+        rv = fail(r, "txn branch of %" PRIu64 " ops (at most %d)", count, BL_TXN_MAX_OPS);
+    }
+    for (uint64_t i = 0; rv == 0 && i < count; i++) {
+        rv = get_op(r, ops != NULL ? &ops[i] : &scratch);
+    }
+    if (n != NULL) {
+        *n = (uint32_t)count;
+    }
+    return rv;
+}
+
+/* Read (and check) the txn lists; with @out NULL only check them. */
+static int get_txn(struct reader *r, struct bl_txn_req *out)
+{
+    uint64_t count = 0;
+    struct bl_compare scratch;
+    int rv = get_array(r, &count);
+    if (rv == 0 && count > BL_TXN_MAX_OPS) {
+        rv = fail(r, "txn with %" PRIu64 " compares (at most %d)", count, BL_TXN_MAX_OPS);
+    }
+    for (uint64_t i = 0; rv == 0 && i < count; i++) {
+        rv = get_compare(r, out != NULL ? &out->compares[i] : &scratch);
+    }
+    if (out != NULL) {
+        out->n_compares = (uint32_t)count;
+    }
+    if (rv == 0) {
+        rv = get_ops(r, out != NULL ? out->success : NULL, out != NULL ? &out->n_success : NULL);
+    }
+    if (rv == 0) {
+        rv = get_ops(r, out != NULL ? out->failure : NULL, out != NULL ? &out->n_failure : NULL);
+    }
+    return rv;
+}
+
+int bl_txn_decode(const struct bl_cmd *cmd, struct bl_txn_req *out, char *errmsg)
+{
+    struct reader r = {cmd->txn_body.p, cmd->txn_body.len, 0, errmsg};
+    if (cmd->type != BL_CMD_TXN) {
+        return fail(&r, "not a txn command");
+    }
+    int rv = get_txn(&r, out);
+    if (rv == 0 && r.off != r.len) {
+        rv = fail(&r, "%zu bytes after the txn body", r.len - r.off);
+    }
+    return rv;
+}
+
 int bl_cmd_decode(const void *buf, size_t len, struct bl_cmd *cmd, char *errmsg)
 {
     struct reader r = {buf, len, 0, errmsg};
@@ -455,10 +696,12 @@ int bl_cmd_decode(const void *buf, size_t len, struct bl_cmd *cmd, char *errmsg)
     if (fields < 0) {
         return fail(&r, "unknown command type %" PRIu64, type);
     }
-    /* MEMBER_SET had no flags before version 0.2: accept both forms. */
+    /* MEMBER_SET had no flags before version 0.2, PUT no ttl before 0.3:
+     * accept both forms. */
     bool old_member_set =
         type == BL_CMD_MEMBER_SET && count == (uint64_t)(HEAD_FIELDS + fields - 1);
-    if (count != (uint64_t)(HEAD_FIELDS + fields) && !old_member_set) {
+    bool short_put = type == BL_CMD_PUT && count == (uint64_t)(HEAD_FIELDS + fields - 1);
+    if (count != (uint64_t)(HEAD_FIELDS + fields) && !old_member_set && !short_put) {
         return fail(&r, "command type %" PRIu64 " has %" PRIu64 " elements, expected %d", type,
                     count, HEAD_FIELDS + fields);
     }
@@ -467,10 +710,47 @@ int bl_cmd_decode(const void *buf, size_t len, struct bl_cmd *cmd, char *errmsg)
     if (rv != 0) {
         return rv;
     }
-    if (cmd->type == BL_CMD_MEMBER_SET) {
+    switch (cmd->type) {
+    case BL_CMD_MEMBER_SET:
         rv = get_member_fields(&r, cmd, !old_member_set);
-    } else {
+        break;
+    case BL_CMD_TXN: {
+        size_t start = r.off;
+        rv = get_txn(&r, NULL);
+        cmd->txn_body.p = r.p + start;
+        cmd->txn_body.len = r.off - start;
+        if (rv == 0) {
+            rv = get_uint(&r, "flags", &cmd->flags);
+        }
+        break;
+    }
+    case BL_CMD_LEASE_GRANT:
+        rv = get_uint(&r, "lease", &cmd->lease);
+        if (rv == 0) {
+            rv = get_uint(&r, "ttl", &cmd->ttl);
+        }
+        if (rv == 0) {
+            rv = get_uint(&r, "flags", &cmd->flags);
+        }
+        if (rv == 0 && (cmd->lease == 0 || cmd->ttl == 0)) {
+            rv = fail(&r, "lease grant with lease id or ttl 0");
+        }
+        break;
+    case BL_CMD_LEASE_REVOKE:
+        rv = get_uint(&r, "lease", &cmd->lease);
+        if (rv == 0) {
+            rv = get_uint(&r, "flags", &cmd->flags);
+        }
+        if (rv == 0 && cmd->lease == 0) {
+            rv = fail(&r, "lease revoke of lease id 0");
+        }
+        break;
+    default:
         rv = get_kv_fields(&r, cmd);
+        if (rv == 0 && cmd->type == BL_CMD_PUT && !short_put) {
+            rv = get_uint(&r, "ttl", &cmd->ttl);
+        }
+        break;
     }
     if (rv != 0) {
         return rv;

@@ -6,11 +6,18 @@
  *
  *   [1, type, request_id(bin), ...type-specific fields]
  *
- *   BL_CMD_PUT:          key(bin), value(bin), cas(int), lease(uint), flags(uint)
+ *   BL_CMD_PUT:          key(bin), value(bin), cas(int), lease(uint), flags(uint),
+ *                        ttl(uint) (absent before 0.3: read as 0)
  *   BL_CMD_DELETE:       key(bin), cas(int), flags(uint)
  *   BL_CMD_DELETE_RANGE: prefix(bin), flags(uint)
  *   BL_CMD_MEMBER_SET:   member_id(uint), name(str), peer_url(str), client_url(str),
  *                        flags(uint) (absent in logs written before 0.2: read as 0)
+ *   BL_CMD_TXN:          compares(array), success(array), failure(array), flags(uint)
+ *                        compare = [key(bin), target(uint), op(uint), value(bin), number(int)]
+ *                        op      = [type(uint), key(bin), value(bin), lease(uint),
+ *                                   flags(uint), limit(uint)]
+ *   BL_CMD_LEASE_GRANT:  lease(uint), ttl(uint), flags(uint)
+ *   BL_CMD_LEASE_REVOKE: lease(uint), flags(uint)
  *
  * Decoding never copies: the slices of a decoded command point into the
  * buffer it was decoded from and stay valid while that buffer does. Every
@@ -35,18 +42,80 @@
 /* MEMBER_SET: the member publishes itself, so it has run (and may have
  * voted) under this id; an id added by an operator has not. */
 #define BL_CMD_F_SELF 0x2
+/* PUT: grant lease @lease with @ttl seconds, owned by this key, and attach
+ * it (PUT ?ttl=). */
+#define BL_CMD_F_OWN_LEASE 0x4
 
 enum bl_cmd_type {
     BL_CMD_PUT = 1,
     BL_CMD_DELETE = 2,
     BL_CMD_DELETE_RANGE = 3,
     BL_CMD_MEMBER_SET = 4,
+    BL_CMD_TXN = 5,
+    BL_CMD_LEASE_GRANT = 6,
+    BL_CMD_LEASE_REVOKE = 7,
 };
+
+/* Transactions: at most this many compares, and ops per branch. */
+#define BL_TXN_MAX_OPS 128
+
+enum bl_cmp_target {
+    BL_CMP_VALUE = 1,
+    BL_CMP_VERSION = 2,
+    BL_CMP_CREATE = 3,
+    BL_CMP_MOD = 4,
+    BL_CMP_LEASE = 5,
+};
+
+enum bl_cmp_op {
+    BL_CMP_EQ = 1,
+    BL_CMP_NE = 2,
+    BL_CMP_LT = 3,
+    BL_CMP_GT = 4,
+};
+
+enum bl_op_type {
+    BL_OP_PUT = 1,
+    BL_OP_DELETE = 2,
+    BL_OP_GET = 3,
+};
+
+/* Flags of a txn op. */
+#define BL_OP_F_PREFIX 0x1 /* delete/get: the key is a prefix */
+#define BL_OP_F_KEYS   0x2 /* get: keys only */
 
 /* A borrowed byte range. */
 struct bl_slice {
     const uint8_t *p;
     size_t len;
+};
+
+struct bl_compare {
+    struct bl_slice key;
+    int target;          /* enum bl_cmp_target */
+    int op;              /* enum bl_cmp_op */
+    struct bl_slice value; /* BL_CMP_VALUE */
+    int64_t number;        /* the other targets */
+};
+
+struct bl_txn_op {
+    int type; /* enum bl_op_type */
+    struct bl_slice key;
+    struct bl_slice value; /* put */
+    uint64_t lease;        /* put: 0 for none */
+    uint64_t flags;        /* BL_OP_F_* */
+    uint64_t limit;        /* get: at most this many kvs (1..10000) */
+};
+
+/* A transaction's body. For encoding the caller fills the arrays; decoding
+ * (bl_txn_decode) fills caller-provided arrays of BL_TXN_MAX_OPS entries. */
+struct bl_txn_req {
+    struct bl_compare *compares;
+    uint32_t n_compares;
+    struct bl_txn_op *success;
+    uint32_t n_success;
+    struct bl_txn_op *failure;
+    uint32_t n_failure;
 };
 
 /* A decoded (or to-be-encoded) command. Only the fields of @type are used. */
@@ -62,6 +131,9 @@ struct bl_cmd {
     struct bl_slice name;       /* MEMBER_SET */
     struct bl_slice peer_url;   /* MEMBER_SET */
     struct bl_slice client_url; /* MEMBER_SET */
+    uint64_t ttl;               /* LEASE_GRANT, PUT with BL_CMD_F_OWN_LEASE: seconds */
+    const struct bl_txn_req *txn; /* TXN, to encode */
+    struct bl_slice txn_body;     /* TXN, decoded: compares..failure, see bl_txn_decode */
 };
 
 /* Encode @cmd into a new buffer of *@len bytes (a multiple of 8), stored in
@@ -77,5 +149,10 @@ int bl_cmd_encode(const struct bl_cmd *cmd, void **out, size_t *len);
  * into @buf. Returns BL_OK or BL_EMALFORMED; on error @errmsg (if not NULL,
  * BL_ERRMSG_SIZE bytes) says what was wrong. */
 int bl_cmd_decode(const void *buf, size_t len, struct bl_cmd *cmd, char *errmsg);
+
+/* Decode the body of a decoded BL_CMD_TXN @cmd into @out, whose three
+ * arrays (BL_TXN_MAX_OPS entries each) the caller provides; slices point
+ * into the command's buffer. Returns BL_OK or BL_EMALFORMED. */
+int bl_txn_decode(const struct bl_cmd *cmd, struct bl_txn_req *out, char *errmsg);
 
 #endif /* BALLAST_COMMAND_H */

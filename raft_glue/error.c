@@ -33,6 +33,7 @@ static const struct bl_code_row ROWS[] = {
     [16] = {"bad_request", "method not allowed", 405},
     [17] = {"no_leader", "leader unavailable", 503},
     [18] = {"bad_request", "not implemented", 501},
+    [19] = {"compacted", "revision compacted", 410},
 };
 
 static const struct bl_code_row *row(int code)

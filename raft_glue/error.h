@@ -31,8 +31,9 @@ enum bl_code {
     BL_EMETHOD = -16,      /* bad_request, 405: method not allowed on path */
     BL_EUNAVAILABLE = -17, /* no_leader, 503: leader unreachable */
     BL_ENOTIMPL = -18,     /* bad_request, 501: not implemented by this version */
+    BL_ECOMPACTED = -19,   /* compacted, 410: revision older than the kept history */
 };
-#define BL_CODE_MIN (-18)
+#define BL_CODE_MIN (-19)
 
 /* Human-readable description of @code ("compare failed"). Never NULL. */
 const char *bl_strerror(int code);

@@ -69,6 +69,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     }
     f->applied_index = index;
     *result = &f->last;
+    if (f->on_apply != NULL && !f->last.skipped) {
+        f->on_apply(f->hook_arg, &f->last);
+    }
     return 0;
 }
 
@@ -229,6 +232,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     BL_INFO("fsm: store replaced from snapshot (applied index %llu -> >= %llu, %llu bytes)",
             (unsigned long long)applied, (unsigned long long)snap_applied, (unsigned long long)len);
     raft_free(buf->base);
+    if (f->on_restore != NULL) {
+        f->on_restore(f->hook_arg);
+    }
     return 0;
 }
 

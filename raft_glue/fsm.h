@@ -38,6 +38,12 @@ struct bl_fsm {
     uint64_t snap_applied;       /* store applied index noted by snapshot */
     unsigned snapshots_taken;
     unsigned restores;
+    /* Optional hooks, on the loop thread: after every applied command (its
+     * LMDB transaction committed), and after the store was replaced from a
+     * snapshot. */
+    void (*on_apply)(void *arg, const struct bl_apply_result *res);
+    void (*on_restore)(void *arg);
+    void *hook_arg;
     char errmsg[256];
 };
 

@@ -41,6 +41,7 @@
 #include "backup.h"
 #include "error.h"
 #include "fsm.h"
+#include "lessor.h"
 #include "discover.h"
 #include "diskcheck.h"
 #include "log.h"
@@ -96,6 +97,12 @@ struct bl_member {
     struct bl_fsm fsm;
     struct bl_store *store;
     struct bl_diskcheck disk; /* free-space admission of writes */
+    struct bl_lessor lessor;  /* leases: TTLs everywhere, deadlines on the leader */
+    uint64_t lease_term;      /* term the lessor's deadlines were set in (0: not leading) */
+    unsigned revokes_inflight;
+    uint64_t revoke_seq;
+    void (*revision_cb)(void *arg, uint64_t revision);
+    void *revision_arg;
     bool disk_full;           /* the last BL_ENOSPACE came from the disk, not the quota */
     void (*stop_cb)(void *arg);
     void *stop_arg;
@@ -389,6 +396,24 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     free(p);
 }
 
+/* Bytes the puts of txn @t may add to the store (both branches: which one
+ * runs is not known yet). */
+static uint64_t txn_put_bytes(const struct bl_txn_req *t)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < t->n_success; i++) {
+        if (t->success[i].type == BL_OP_PUT) {
+            n += t->success[i].key.len + t->success[i].value.len + PAGE_OVERHEAD;
+        }
+    }
+    for (uint32_t i = 0; i < t->n_failure; i++) {
+        if (t->failure[i].type == BL_OP_PUT) {
+            n += t->failure[i].key.len + t->failure[i].value.len + PAGE_OVERHEAD;
+        }
+    }
+    return n;
+}
+
 int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_cb cb, void *arg)
 {
     struct raft_buffer buf;
@@ -407,8 +432,12 @@ int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_
         return BL_ENOMEM;
     }
     if (cmd->type == BL_CMD_PUT) {
-        uint64_t used, map;
         p->bytes = cmd->key.len + cmd->value.len + PAGE_OVERHEAD;
+    } else if (cmd->type == BL_CMD_TXN && cmd->txn != NULL) {
+        p->bytes = txn_put_bytes(cmd->txn); /* 0 for a txn that only reads or deletes */
+    }
+    if (p->bytes > 0) {
+        uint64_t used, map;
         rv = bl_store_size(m->store, &used, &map);
         if (rv != 0) {
             free(p);
@@ -747,6 +776,207 @@ void bl_member_status(struct bl_member *m, struct bl_member_status *st)
 
 static void maybe_promote(struct bl_member *m);
 
+/* ---- leases and revision subscribers --------------------------------------------------- */
+
+#define REVOKES_MAX 16 /* expiry revokes in flight at once */
+
+static int lessor_load_cb(void *arg, uint64_t id, const struct bl_lease *l)
+{
+    struct bl_member *m = arg;
+    return bl_lessor_set(&m->lessor, id, l->ttl, 0);
+}
+
+/* Fill the lessor from the store (start, snapshot installed). */
+static int lessor_load(struct bl_member *m)
+{
+    struct bl_txn *txn;
+    int rv = bl_store_begin(m->store, false, &txn);
+    if (rv != 0) {
+        return rv;
+    }
+    bl_lessor_clear(&m->lessor);
+    rv = bl_store_lease_scan(txn, lessor_load_cb, m);
+    bl_store_abort(txn);
+    m->lease_term = 0; /* a leader gives every lease a fresh TTL again */
+    return rv;
+}
+
+static void fsm_applied(void *arg, const struct bl_apply_result *res)
+{
+    struct bl_member *m = arg;
+    if (res->lease_granted != 0) {
+        uint64_t deadline = m->lease_term != 0 ? uv_now(m->loop) + res->lease_ttl * 1000 : 0;
+        if (bl_lessor_set(&m->lessor, res->lease_granted, res->lease_ttl, deadline) != 0) {
+            BL_ERROR("member %" PRIu64 ": out of memory for lease %" PRIu64
+                     ": it will not expire before the next leader change",
+                     m->id, res->lease_granted);
+        }
+    }
+    if (res->changed && !res->replayed && m->revision_cb != NULL) {
+        m->revision_cb(m->revision_arg, res->revision);
+    }
+}
+
+static void fsm_restored(void *arg)
+{
+    struct bl_member *m = arg;
+    if (lessor_load(m) != 0) {
+        BL_ERROR("member %" PRIu64 ": reloading leases after a snapshot: %s", m->id,
+                 bl_store_errmsg(m->store));
+    }
+    if (m->revision_cb != NULL) {
+        m->revision_cb(m->revision_arg, m->fsm.revision);
+    }
+}
+
+void bl_member_on_revision(struct bl_member *m, void (*cb)(void *arg, uint64_t revision),
+                           void *arg)
+{
+    m->revision_cb = cb;
+    m->revision_arg = arg;
+}
+
+/* True when lease @id is in the applied store. */
+static bool lease_stored(struct bl_member *m, uint64_t id)
+{
+    struct bl_txn *txn;
+    struct bl_lease l;
+    bool found = true; /* on a read error, keep the lease */
+    if (bl_store_begin(m->store, false, &txn) == 0) {
+        found = bl_store_lease_get(txn, id, &l) != BL_ENOTFOUND;
+        bl_store_abort(txn);
+    }
+    return found;
+}
+
+struct revoke {
+    struct bl_member *m;
+    uint64_t id;
+};
+
+static void revoke_cb(void *arg, int status, const struct bl_apply_result *res)
+{
+    struct revoke *r = arg;
+    struct bl_member *m = r->m;
+    struct bl_lessor_entry *e = bl_lessor_find(&m->lessor, r->id);
+    m->revokes_inflight--;
+    if (status == 0 && (res->code == BL_OK || res->code == BL_ENOTFOUND)) {
+        BL_DEBUG("member %" PRIu64 ": lease %" PRIu64 " expired (%" PRIu64 " keys deleted)", m->id,
+                 r->id, res->deleted);
+        bl_lessor_del(&m->lessor, r->id);
+    } else if (e != NULL) {
+        e->revoking = false; /* tried again at the next tick while leading */
+    }
+    free(r);
+}
+
+/* Leader, from the watch timer: give leases fresh TTLs after an election,
+ * and revoke those whose deadline passed. */
+static void tick_leases(struct bl_member *m)
+{
+    uint64_t ids[REVOKES_MAX];
+    uint64_t now = uv_now(m->loop);
+    size_t n;
+
+    if (raft_state(&m->raft) != RAFT_LEADER || m->closing) {
+        m->lease_term = 0;
+        return;
+    }
+    if (m->lease_term != m->raft.current_term) {
+        bl_lessor_promote(&m->lessor, now);
+        m->lease_term = m->raft.current_term;
+        return;
+    }
+    if (m->revokes_inflight >= REVOKES_MAX) {
+        return;
+    }
+    n = bl_lessor_expired(&m->lessor, now, ids, REVOKES_MAX - m->revokes_inflight);
+    for (size_t i = 0; i < n; i++) {
+        struct bl_lessor_entry *e = bl_lessor_find(&m->lessor, ids[i]);
+        char reqid[48];
+        struct bl_cmd cmd;
+        struct revoke *r;
+        if (!lease_stored(m, ids[i])) {
+            bl_lessor_del(&m->lessor, ids[i]); /* revoked, or went with its key */
+            continue;
+        }
+        r = malloc(sizeof *r);
+        if (r == NULL) {
+            return;
+        }
+        r->m = m;
+        r->id = ids[i];
+        memset(&cmd, 0, sizeof cmd);
+        cmd.type = BL_CMD_LEASE_REVOKE;
+        cmd.lease = ids[i];
+        snprintf(reqid, sizeof reqid, "expire-%" PRIu64 "-%" PRIu64, m->id, ++m->revoke_seq);
+        cmd.request_id.p = (const uint8_t *)reqid;
+        cmd.request_id.len = strlen(reqid);
+        if (bl_member_propose(m, &cmd, revoke_cb, r) != 0) {
+            free(r);
+            return;
+        }
+        e->revoking = true;
+        m->revokes_inflight++;
+    }
+}
+
+uint64_t bl_member_lease_fresh_id(struct bl_member *m)
+{
+    for (;;) {
+        uint64_t id = (((uint64_t)rand() << 31) ^ (uint64_t)rand()) & (INT64_MAX >> 1);
+        if (id != 0 && bl_lessor_find(&m->lessor, id) == NULL) {
+            return id;
+        }
+    }
+}
+
+static int lease_entry(struct bl_member *m, uint64_t id, struct bl_lessor_entry **out)
+{
+    if (m->closing || raft_state(&m->raft) != RAFT_LEADER) {
+        return BL_ENOLEADER;
+    }
+    if (m->lease_term != m->raft.current_term) {
+        bl_lessor_promote(&m->lessor, uv_now(m->loop));
+        m->lease_term = m->raft.current_term;
+    }
+    *out = bl_lessor_find(&m->lessor, id);
+    if (*out == NULL || (*out)->revoking) {
+        return BL_ENOTFOUND;
+    }
+    if (!lease_stored(m, id)) {
+        bl_lessor_del(&m->lessor, id);
+        return BL_ENOTFOUND;
+    }
+    return BL_OK;
+}
+
+int bl_member_lease_keepalive(struct bl_member *m, uint64_t id, uint64_t *ttl)
+{
+    struct bl_lessor_entry *e;
+    int rv = lease_entry(m, id, &e);
+    if (rv != 0) {
+        return rv;
+    }
+    e->deadline = uv_now(m->loop) + e->ttl * 1000;
+    *ttl = e->ttl;
+    return BL_OK;
+}
+
+int bl_member_lease_remaining(struct bl_member *m, uint64_t id, uint64_t *remaining_ms,
+                              uint64_t *ttl)
+{
+    struct bl_lessor_entry *e;
+    uint64_t now = uv_now(m->loop);
+    int rv = lease_entry(m, id, &e);
+    if (rv != 0) {
+        return rv;
+    }
+    *remaining_ms = e->deadline > now ? e->deadline - now : 0;
+    *ttl = e->ttl;
+    return BL_OK;
+}
+
 /* ---- the watch timer --------------------------------------------------------------- */
 
 static void watch_cb(uv_timer_t *t)
@@ -782,6 +1012,7 @@ static void watch_cb(uv_timer_t *t)
     }
     maybe_publish_self(m);
     maybe_promote(m);
+    tick_leases(m);
     expire_proposals(m, false);
 }
 
@@ -1408,6 +1639,7 @@ int bl_member_backup(struct bl_member *m, int fd, bl_backup_cb cb, void *arg)
 
 static void member_free(struct bl_member *m)
 {
+    bl_lessor_free(&m->lessor);
     free(m->name);
     free(m->peer_url);
     free(m->client_url);
@@ -1605,10 +1837,18 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     }
     bl_fsm_init(&m->fsm, m->store);
     m->fsm.raft = &m->raft;
+    m->fsm.on_apply = fsm_applied;
+    m->fsm.on_restore = fsm_restored;
+    m->fsm.hook_arg = m;
+    m->fsm.applier.history_revisions =
+        cfg->history_revisions != 0 ? cfg->history_revisions : BL_HISTORY_DEFAULT;
     rv = bl_store_begin(m->store, false, &txn);
     if (rv == 0) {
         rv = bl_store_meta_get(txn, "revision", &m->fsm.revision);
         bl_store_abort(txn);
+    }
+    if (rv == 0) {
+        rv = lessor_load(m);
     }
     if (rv != 0) {
         snprintf(errmsg, BL_ERRMSG_SIZE, "store: %s", bl_store_errmsg(m->store));

@@ -46,6 +46,7 @@ struct bl_member_config {
     bool no_auto_promote;                 /* leave caught-up learners learners */
     bool join; /* added to a running cluster: with an empty data dir, never bootstrap */
     uint64_t min_free_bytes; /* PUTs get BL_ENOSPACE below this much free disk; 0 = default */
+    uint64_t history_revisions; /* watch events kept, in revisions; 0 = default (10000) */
 };
 
 enum bl_role {
@@ -185,6 +186,31 @@ bool bl_member_disk_full(struct bl_member *m);
 
 /* The data directory (owned by the member). */
 const char *bl_member_data_dir(struct bl_member *m);
+
+/* Call @cb(@arg, revision) on the loop thread whenever the applied store
+ * revision rises (after the entry's LMDB commit, so a read transaction
+ * begun in @cb sees it), including when a snapshot is installed. One
+ * subscriber; NULL unsubscribes. */
+void bl_member_on_revision(struct bl_member *m, void (*cb)(void *arg, uint64_t revision),
+                           void *arg);
+
+/* ---- leases ----
+ *
+ * Every member keeps the lease table (replicated); only the leader keeps
+ * deadlines (in memory) and commits revokes when they pass. A member that
+ * becomes leader gives every lease a fresh full TTL. */
+
+/* An unused lease id in [1, 2^63) (leader). */
+uint64_t bl_member_lease_fresh_id(struct bl_member *m);
+
+/* Leader: move lease @id's deadline to now + its TTL; its TTL in *@ttl.
+ * BL_ENOTFOUND (expired, revoked), BL_ENOLEADER. */
+int bl_member_lease_keepalive(struct bl_member *m, uint64_t id, uint64_t *ttl);
+
+/* Leader: milliseconds until lease @id expires (0 when it is being
+ * revoked), and its granted TTL in seconds. BL_ENOTFOUND, BL_ENOLEADER. */
+int bl_member_lease_remaining(struct bl_member *m, uint64_t id, uint64_t *remaining_ms,
+                              uint64_t *ttl);
 
 /* Begin a read transaction on the applied state (serializable). The caller
  * ends it with bl_store_abort(). */

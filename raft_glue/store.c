@@ -113,7 +113,7 @@
 #include <unistd.h>
 
 #define DEFAULT_MAP_SIZE ((size_t)1 << 30)
-#define MAX_DBS          8
+#define MAX_DBS          16
 #define LONG_KEY_SIZE    (BL_STORE_INLINE_KEY + 8)
 #define KV_HEADER        36  /* bytes before the key in a kv record */
 #define REQID_MAX        256 /* bytes; reqrev keys are 8 more */
@@ -134,6 +134,9 @@ struct bl_store {
     MDB_dbi members;
     MDB_dbi reqids;
     MDB_dbi reqrev;
+    MDB_dbi history;
+    MDB_dbi leases;
+    MDB_dbi lkeys;
     struct bl_store_opts opts;
     char *dir;          /* DIR, without trailing slashes */
     char *tmp_dir;      /* DIR.tmp-replace */
@@ -708,6 +711,229 @@ int bl_store_reqid_prune(struct bl_txn *t, uint64_t below_revision)
     return rv;
 }
 
+/* ---- watch history ------------------------------------------------------------------ */
+
+int bl_store_history_put(struct bl_txn *t, uint64_t revision, const void *rec, size_t len)
+{
+    struct bl_store *s = t->s;
+    uint8_t kb[8];
+    put_be64(kb, revision);
+    MDB_val k = {sizeof kb, kb}, d = {len, (void *)rec};
+    if (rec == NULL || len == 0) {
+        return set_err(s, BL_EBADREQ, "history put: empty record");
+    }
+    int rc = mdb_put(t->txn, s->history, &k, &d, 0);
+    return rc == 0 ? BL_OK : from_mdb(s, rc, "history put %llu", (unsigned long long)revision);
+}
+
+int bl_store_history_get(struct bl_txn *t, uint64_t revision, const void **rec, size_t *len)
+{
+    struct bl_store *s = t->s;
+    uint8_t kb[8];
+    put_be64(kb, revision);
+    MDB_val k = {sizeof kb, kb}, d;
+    int rc = mdb_get(t->txn, s->history, &k, &d);
+    if (rc != 0) {
+        return from_mdb(s, rc, "history get %llu", (unsigned long long)revision);
+    }
+    *rec = d.mv_data;
+    *len = d.mv_size;
+    return BL_OK;
+}
+
+int bl_store_history_first(struct bl_txn *t, uint64_t *revision)
+{
+    struct bl_store *s = t->s;
+    MDB_cursor *cur;
+    MDB_val k, d;
+    int rc = mdb_cursor_open(t->txn, s->history, &cur);
+    if (rc != 0) {
+        return from_mdb(s, rc, "history first: cursor");
+    }
+    rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST);
+    mdb_cursor_close(cur);
+    if (rc != 0) {
+        return from_mdb(s, rc, "history first");
+    }
+    if (k.mv_size != 8) {
+        return set_err(s, BL_ECORRUPT, "history: key of %zu bytes", k.mv_size);
+    }
+    *revision = get_be64(k.mv_data);
+    return BL_OK;
+}
+
+int bl_store_history_prune(struct bl_txn *t, uint64_t below_revision)
+{
+    struct bl_store *s = t->s;
+    MDB_cursor *cur;
+    MDB_val k, d;
+    int rc = mdb_cursor_open(t->txn, s->history, &cur);
+    if (rc != 0) {
+        return from_mdb(s, rc, "history prune: cursor");
+    }
+    while ((rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST)) == 0) {
+        if (k.mv_size != 8 || get_be64(k.mv_data) >= below_revision) {
+            break;
+        }
+        rc = mdb_cursor_del(cur, 0);
+        if (rc != 0) {
+            break;
+        }
+    }
+    mdb_cursor_close(cur);
+    return rc == 0 || rc == MDB_NOTFOUND ? BL_OK : from_mdb(s, rc, "history prune");
+}
+
+/* ---- leases ---------------------------------------------------------------------------- */
+
+/* A lease record: ttl (8, LE), flags (8, LE). */
+#define LEASE_REC 16
+
+int bl_store_lease_put(struct bl_txn *t, uint64_t id, const struct bl_lease *l)
+{
+    struct bl_store *s = t->s;
+    uint8_t kb[8], rec[LEASE_REC];
+    put_be64(kb, id);
+    put_le(rec, l->ttl, 8);
+    put_le(rec + 8, l->flags, 8);
+    MDB_val k = {sizeof kb, kb}, d = {sizeof rec, rec};
+    int rc = mdb_put(t->txn, s->leases, &k, &d, 0);
+    return rc == 0 ? BL_OK : from_mdb(s, rc, "lease put %llu", (unsigned long long)id);
+}
+
+static int lease_decode(struct bl_store *s, const MDB_val *d, struct bl_lease *out)
+{
+    if (d->mv_size != LEASE_REC) {
+        return set_err(s, BL_ECORRUPT, "lease record of %zu bytes", d->mv_size);
+    }
+    out->ttl = get_le(d->mv_data, 8);
+    out->flags = get_le((const uint8_t *)d->mv_data + 8, 8);
+    return BL_OK;
+}
+
+int bl_store_lease_get(struct bl_txn *t, uint64_t id, struct bl_lease *out)
+{
+    struct bl_store *s = t->s;
+    uint8_t kb[8];
+    put_be64(kb, id);
+    MDB_val k = {sizeof kb, kb}, d;
+    int rc = mdb_get(t->txn, s->leases, &k, &d);
+    if (rc != 0) {
+        return from_mdb(s, rc, "lease get %llu", (unsigned long long)id);
+    }
+    return lease_decode(s, &d, out);
+}
+
+int bl_store_lease_del(struct bl_txn *t, uint64_t id)
+{
+    struct bl_store *s = t->s;
+    uint8_t kb[8];
+    put_be64(kb, id);
+    MDB_val k = {sizeof kb, kb};
+    int rc = mdb_del(t->txn, s->leases, &k, NULL);
+    return rc == 0 ? BL_OK : from_mdb(s, rc, "lease del %llu", (unsigned long long)id);
+}
+
+int bl_store_lease_scan(struct bl_txn *t, bl_lease_scan_cb cb, void *arg)
+{
+    struct bl_store *s = t->s;
+    MDB_cursor *cur;
+    MDB_val k, d;
+    struct bl_lease l;
+    int rc, rv = BL_OK;
+    rc = mdb_cursor_open(t->txn, s->leases, &cur);
+    if (rc != 0) {
+        return from_mdb(s, rc, "lease scan: cursor");
+    }
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        if (k.mv_size != 8) {
+            rv = set_err(s, BL_ECORRUPT, "lease scan: key of %zu bytes", k.mv_size);
+            break;
+        }
+        rv = lease_decode(s, &d, &l);
+        if (rv == 0) {
+            rv = cb(arg, get_be64(k.mv_data), &l);
+        }
+        if (rv != 0) {
+            rv = rv > 0 ? BL_OK : rv;
+            break;
+        }
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        rv = from_mdb(s, rc, "lease scan");
+    }
+    mdb_cursor_close(cur);
+    return rv;
+}
+
+/* The lkeys key of (@id, @key): 8-byte id then the key's LMDB key. */
+static MDB_val lkey_key(uint64_t id, const uint8_t *key, size_t len, uint8_t buf[8 + LONG_KEY_SIZE])
+{
+    uint8_t tmp[LONG_KEY_SIZE];
+    MDB_val k = kv_lmdb_key(key, len, tmp);
+    put_be64(buf, id);
+    memcpy(buf + 8, k.mv_data, k.mv_size);
+    MDB_val v = {8 + k.mv_size, buf};
+    return v;
+}
+
+int bl_store_lease_attach(struct bl_txn *t, uint64_t id, const void *key, size_t key_len)
+{
+    struct bl_store *s = t->s;
+    uint8_t buf[8 + LONG_KEY_SIZE];
+    if (key == NULL || key_len == 0 || key_len > BL_KEY_MAX) {
+        return set_err(s, BL_EBADREQ, "lease attach: key of %zu bytes", key_len);
+    }
+    MDB_val k = lkey_key(id, key, key_len, buf), d = {key_len, (void *)key};
+    int rc = mdb_put(t->txn, s->lkeys, &k, &d, 0);
+    return rc == 0 ? BL_OK : from_mdb(s, rc, "lease attach %llu", (unsigned long long)id);
+}
+
+int bl_store_lease_detach(struct bl_txn *t, uint64_t id, const void *key, size_t key_len)
+{
+    struct bl_store *s = t->s;
+    uint8_t buf[8 + LONG_KEY_SIZE];
+    if (key == NULL || key_len == 0 || key_len > BL_KEY_MAX) {
+        return set_err(s, BL_EBADREQ, "lease detach: key of %zu bytes", key_len);
+    }
+    MDB_val k = lkey_key(id, key, key_len, buf);
+    int rc = mdb_del(t->txn, s->lkeys, &k, NULL);
+    return rc == 0 ? BL_OK : from_mdb(s, rc, "lease detach %llu", (unsigned long long)id);
+}
+
+int bl_store_lease_keys(struct bl_txn *t, uint64_t id, bl_lease_key_cb cb, void *arg)
+{
+    struct bl_store *s = t->s;
+    MDB_cursor *cur;
+    uint8_t kb[8];
+    MDB_val k, d;
+    int rc, rv = BL_OK;
+    put_be64(kb, id);
+    k.mv_size = sizeof kb;
+    k.mv_data = kb;
+    rc = mdb_cursor_open(t->txn, s->lkeys, &cur);
+    if (rc != 0) {
+        return from_mdb(s, rc, "lease keys: cursor");
+    }
+    for (rc = mdb_cursor_get(cur, &k, &d, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &d, MDB_NEXT)) {
+        if (k.mv_size < 8 || get_be64(k.mv_data) != id) {
+            break;
+        }
+        rv = cb(arg, d.mv_data, d.mv_size);
+        if (rv != 0) {
+            rv = rv > 0 ? BL_OK : rv;
+            break;
+        }
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        rv = from_mdb(s, rc, "lease keys");
+    }
+    mdb_cursor_close(cur);
+    return rv;
+}
+
 /* ---- transactions -------------------------------------------------------------------- */
 
 int bl_store_begin(struct bl_store *s, bool write, struct bl_txn **out)
@@ -908,13 +1134,19 @@ static int recover(struct bl_store *s)
 
 /* ---- the environment ------------------------------------------------------------------------ */
 
-static const char *const TABLES[] = {"kv", "meta", "members", "reqids", "reqrev"};
+/* The first N_REQUIRED tables exist in every store image since 0.1; the
+ * others were added later and are created when missing (an image from an
+ * older member, a backup taken by one). */
+static const char *const TABLES[] = {"kv",      "meta",    "members", "reqids",
+                                     "reqrev",  "history", "leases",  "lkeys"};
+#define N_TABLES   (sizeof TABLES / sizeof TABLES[0])
+#define N_REQUIRED 5
 
 static int env_open(struct bl_store *s)
 {
     MDB_env *env;
     MDB_txn *txn;
-    MDB_dbi dbi[5];
+    MDB_dbi dbi[N_TABLES];
     unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (s->opts.no_sync ? MDB_NOSYNC : 0);
     int rc = mdb_env_create(&env);
     if (rc != 0) {
@@ -943,7 +1175,7 @@ static int env_open(struct bl_store *s)
         mdb_env_close(env);
         return from_mdb(s, rc, "open: begin");
     }
-    for (size_t i = 0; i < 5 && rc == 0; i++) {
+    for (size_t i = 0; i < N_TABLES && rc == 0; i++) {
         rc = mdb_dbi_open(txn, TABLES[i], MDB_CREATE, &dbi[i]);
         if (rc != 0) {
             mdb_txn_abort(txn);
@@ -962,6 +1194,9 @@ static int env_open(struct bl_store *s)
     s->members = dbi[2];
     s->reqids = dbi[3];
     s->reqrev = dbi[4];
+    s->history = dbi[5];
+    s->leases = dbi[6];
+    s->lkeys = dbi[7];
     return BL_OK;
 }
 
@@ -1191,7 +1426,7 @@ static int verify_image(struct bl_store *s, const char *dir, size_t len)
         rv = from_mdb(s, rc, "replace: check: begin");
         goto out;
     }
-    for (size_t i = 0; i < sizeof TABLES / sizeof TABLES[0]; i++) {
+    for (size_t i = 0; i < N_REQUIRED; i++) {
         rc = mdb_dbi_open(txn, TABLES[i], 0, &dbi);
         if (rc != 0) {
             rv = rc == MDB_NOTFOUND

@@ -6,6 +6,10 @@
  *   members member id (u64, big endian) -> opaque record (msgpack, see member.c)
  *   reqids  request id -> opaque result record, plus "reqrev" (revision ->
  *           request id) to prune them in revision order
+ *   history revision (u64, big endian) -> the events of that revision (an
+ *           opaque record, see apply.h), kept for watchers
+ *   leases  lease id (u64, big endian) -> [ttl, flags]
+ *   lkeys   lease id + key -> the full key: the keys attached to a lease
  *
  * LMDB keys are at most 511 bytes, Ballast keys up to 4096. A user key of up
  * to BL_STORE_INLINE_KEY bytes is its own LMDB key; a longer one is stored
@@ -117,6 +121,39 @@ int bl_store_reqid_put(struct bl_txn *t, const void *id, size_t id_len, uint64_t
 int bl_store_reqid_get(struct bl_txn *t, const void *id, size_t id_len, const void **rec,
                        size_t *rec_len);
 int bl_store_reqid_prune(struct bl_txn *t, uint64_t below_revision);
+
+/* Watch history: the event record of @revision. get returns a pointer
+ * valid until the end of @t, or BL_ENOTFOUND. first gives the oldest
+ * revision kept (BL_ENOTFOUND when none is). prune deletes every record
+ * below @below_revision. */
+int bl_store_history_put(struct bl_txn *t, uint64_t revision, const void *rec, size_t len);
+int bl_store_history_get(struct bl_txn *t, uint64_t revision, const void **rec, size_t *len);
+int bl_store_history_first(struct bl_txn *t, uint64_t *revision);
+int bl_store_history_prune(struct bl_txn *t, uint64_t below_revision);
+
+/* A lease: its TTL in seconds and flags (BL_LEASE_F_*). */
+#define BL_LEASE_F_OWN 0x1 /* granted by PUT ?ttl=: belongs to one key */
+struct bl_lease {
+    uint64_t ttl;
+    uint64_t flags;
+};
+
+/* Leases table. get returns BL_ENOTFOUND for an unknown id. The scan and
+ * key callbacks return 0 to go on, 1 to stop, a negative code to fail. */
+int bl_store_lease_put(struct bl_txn *t, uint64_t id, const struct bl_lease *l);
+int bl_store_lease_get(struct bl_txn *t, uint64_t id, struct bl_lease *out);
+int bl_store_lease_del(struct bl_txn *t, uint64_t id);
+typedef int (*bl_lease_scan_cb)(void *arg, uint64_t id, const struct bl_lease *l);
+int bl_store_lease_scan(struct bl_txn *t, bl_lease_scan_cb cb, void *arg);
+
+/* Keys attached to lease @id (the kv record's lease field is the other
+ * half; apply keeps both in step). detach returns BL_ENOTFOUND when @key
+ * was not attached. keys visits them in LMDB key order; the key pointer is
+ * valid until the end of @t (do not write to the table during the visit). */
+int bl_store_lease_attach(struct bl_txn *t, uint64_t id, const void *key, size_t key_len);
+int bl_store_lease_detach(struct bl_txn *t, uint64_t id, const void *key, size_t key_len);
+typedef int (*bl_lease_key_cb)(void *arg, const uint8_t *key, size_t key_len);
+int bl_store_lease_keys(struct bl_txn *t, uint64_t id, bl_lease_key_cb cb, void *arg);
 
 /* Write a compacted, consistent copy of the whole environment (one LMDB
  * data file image) to @fd, from a read snapshot taken when it starts. Safe

@@ -13,6 +13,7 @@
  * write whose outcome Raft cannot tell (leadership lost after append,
  * timeout) is 504 timeout, never an error that claims nothing happened. */
 #include "api.h"
+#include "txn.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -38,8 +39,21 @@
 #define FORWARD_SLACK_MS    2000
 #define PARK_RETRY_MS       5
 #define PARK_MAX_MS         3000
+#define MIN_TTL_S           2
+#define MAX_TTL_S           (10 * 24 * 3600)
 
-enum call_kind { CALL_GET, CALL_PUT, CALL_DELETE, CALL_PUBLISH };
+enum call_kind {
+    CALL_GET,
+    CALL_PUT,
+    CALL_DELETE,
+    CALL_PUBLISH,
+    CALL_TXN,
+    CALL_LEASE_GRANT,
+    CALL_LEASE_REVOKE,
+    CALL_LEASE_KEEPALIVE,
+    CALL_LEASE_GET,
+    CALL_LEASE_LIST,
+};
 
 /* One request that waits on Raft or on the leader. */
 struct call {
@@ -54,6 +68,9 @@ struct call {
     struct call *park_next;
     int64_t cas;
     uint64_t limit;
+    uint64_t lease; /* ?lease=, a lease call's id */
+    uint64_t ttl;   /* ?ttl= in seconds, a grant's TTL */
+    struct bl_txn_parsed *txn;
     size_t key_len, after_len;
     char reqid[BL_CMD_REQUEST_ID_MAX + 1];
     uint8_t key[BL_KEY_MAX];
@@ -217,11 +234,13 @@ static void doc_kv(struct bl_doc *d, const struct bl_kv *kv, bool with_value)
 
 static void call_free(struct call *c)
 {
+    bl_txn_parsed_free(c->txn);
     free(c);
 }
 
 static void kv_read(struct call *c);
 static void kv_write(struct call *c);
+static void run_call(struct call *c);
 
 /* Park @c while no leader can be reached (an election, a hand-off): a KV
  * request that surely was not sent is retried every PARK_RETRY_MS until
@@ -231,8 +250,7 @@ static bool park(struct call *c)
 {
     struct bl_api *a = c->a;
     uint64_t now = uv_now(a->loop);
-    if ((c->kind != CALL_GET && c->kind != CALL_PUT && c->kind != CALL_DELETE) ||
-        a->member == NULL || a->closing) {
+    if (c->kind == CALL_PUBLISH || a->member == NULL || a->closing) {
         return false;
     }
     if (c->park_deadline == 0) {
@@ -262,10 +280,8 @@ static void park_timer_cb(uv_timer_t *t)
         if (a->member == NULL) {
             respond_error(a, c->ex, BL_ESHUTDOWN, "member is shutting down");
             call_free(c);
-        } else if (c->kind == CALL_GET) {
-            kv_read(c);
         } else {
-            kv_write(c);
+            run_call(c);
         }
         c = next;
     }
@@ -550,20 +566,57 @@ static void write_done(void *arg, int status, const struct bl_apply_result *res)
         }
         goto out;
     }
+    if (res->code == BL_ENOTFOUND) {
+        if (c->kind == CALL_LEASE_REVOKE) {
+            respond_error_h(a, c->ex, extra, n_extra, BL_ENOTFOUND, "lease %" PRIu64 " not found",
+                            c->lease);
+        } else {
+            respond_error_h(a, c->ex, extra, n_extra, BL_ENOTFOUND,
+                            "lease not found: a put named a lease that does not exist (expired "
+                            "or revoked)");
+        }
+        goto out;
+    }
+    if (res->code == BL_EBADREQ) {
+        respond_error_h(a, c->ex, extra, n_extra, BL_EBADREQ, "lease id %" PRIu64 " is in use",
+                        c->lease);
+        goto out;
+    }
     if (bl_result_decode(res->record, res->record_len, &v) != 0) {
         respond_error(a, c->ex, BL_EINTERNAL, "result record does not decode");
         goto out;
     }
     bl_doc_reset(d, c->format);
-    if (c->kind == CALL_PUBLISH) {
+    if (c->kind == CALL_TXN) {
+        if (bl_txn_render(d, res->record, res->record_len) != 0) {
+            respond_error(a, c->ex, BL_EINTERNAL, "txn result record does not decode");
+            goto out;
+        }
+    } else if (c->kind == CALL_LEASE_GRANT) {
+        bl_doc_map(d, 2);
+        bl_doc_key(d, "id");
+        bl_doc_uint(d, c->lease);
+        bl_doc_key(d, "ttl");
+        bl_doc_uint(d, c->ttl);
+    } else if (c->kind == CALL_LEASE_REVOKE) {
+        bl_doc_map(d, 2);
+        bl_doc_key(d, "revision");
+        bl_doc_uint(d, v.revision);
+        bl_doc_key(d, "deleted");
+        bl_doc_uint(d, v.deleted);
+    } else if (c->kind == CALL_PUBLISH) {
         bl_doc_map(d, 1);
         bl_doc_key(d, "revision");
         bl_doc_uint(d, v.revision);
     } else if (c->kind == CALL_PUT) {
         bool has_prev = v.n_prev > 0;
-        bl_doc_map(d, has_prev ? 2 : 1);
+        bl_doc_map(d, (has_prev ? 2 : 1) + (c->ttl != 0 ? 1 : 0));
         bl_doc_key(d, "revision");
         bl_doc_uint(d, v.revision);
+        if (c->ttl != 0) {
+            bl_doc_key(d, "lease");
+            bl_doc_uint(d, c->lease);
+        }
         if (has_prev && bl_result_next_prev(&v, &kv) == 1) {
             bl_doc_key(d, "prev");
             doc_kv(d, &kv, true);
@@ -585,6 +638,19 @@ static void write_done(void *arg, int status, const struct bl_apply_result *res)
     respond_doc(a, c->ex, 200, extra, n_extra);
 out:
     call_free(c);
+}
+
+/* A lease id derived from a client's request id: a retry proposes the
+ * same id, so a replayed answer (which records no lease id) is right. */
+static uint64_t reqid_lease(const char *reqid)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const char *p = reqid; *p != '\0'; p++) {
+        h ^= (uint8_t)*p;
+        h *= 0x100000001b3ULL;
+    }
+    h &= INT64_MAX;
+    return h != 0 ? h : 1;
 }
 
 static void kv_write(struct call *c)
@@ -611,6 +677,33 @@ static void kv_write(struct call *c)
         cmd.type = BL_CMD_PUT;
         cmd.value.p = ex->body;
         cmd.value.len = ex->body_len;
+        cmd.lease = c->lease;
+        if (c->ttl != 0) {
+            /* The key's own lease. With a client request id the lease id
+             * comes from it, so a replayed answer names the same lease. */
+            c->lease = c->client_reqid ? reqid_lease(c->reqid)
+                                       : bl_member_lease_fresh_id(c->a->member);
+            cmd.lease = c->lease;
+            cmd.ttl = c->ttl;
+            cmd.flags |= BL_CMD_F_OWN_LEASE;
+        }
+    } else if (c->kind == CALL_TXN) {
+        cmd.type = BL_CMD_TXN;
+        cmd.txn = &c->txn->req;
+        cmd.flags = c->client_reqid ? BL_CMD_F_RECORD : 0;
+    } else if (c->kind == CALL_LEASE_GRANT) {
+        cmd.type = BL_CMD_LEASE_GRANT;
+        if (c->lease == 0) {
+            c->lease = c->client_reqid ? reqid_lease(c->reqid)
+                                       : bl_member_lease_fresh_id(c->a->member);
+        }
+        cmd.lease = c->lease;
+        cmd.ttl = c->ttl;
+        cmd.flags = c->client_reqid ? BL_CMD_F_RECORD : 0;
+    } else if (c->kind == CALL_LEASE_REVOKE) {
+        cmd.type = BL_CMD_LEASE_REVOKE;
+        cmd.lease = c->lease;
+        cmd.flags = c->client_reqid ? BL_CMD_F_RECORD : 0;
     } else {
         cmd.type = c->prefix ? BL_CMD_DELETE_RANGE : BL_CMD_DELETE;
     }
@@ -683,22 +776,106 @@ static int parse_u64(const char *s, size_t len, uint64_t *out)
     return 0;
 }
 
+/* "30s", "500ms", "5m", "2h" or a bare number of seconds, in ms. */
+static int parse_duration_ms(const char *s, size_t len, uint64_t *ms)
+{
+    size_t digits = 0;
+    uint64_t n, unit = 1000;
+    while (digits < len && s[digits] >= '0' && s[digits] <= '9') {
+        digits++;
+    }
+    if (digits == 0 || parse_u64(s, digits, &n) != 0) {
+        return BL_EBADREQ;
+    }
+    const char *suf = s + digits;
+    size_t sl = len - digits;
+    if (sl == 0 || (sl == 1 && suf[0] == 's')) {
+        unit = 1000;
+    } else if (sl == 2 && memcmp(suf, "ms", 2) == 0) {
+        unit = 1;
+    } else if (sl == 1 && suf[0] == 'm') {
+        unit = 60000;
+    } else if (sl == 1 && suf[0] == 'h') {
+        unit = 3600000;
+    } else {
+        return BL_EBADREQ;
+    }
+    if (n > UINT64_MAX / unit) {
+        return BL_EBADREQ;
+    }
+    *ms = n * unit;
+    return 0;
+}
+
+/* Read X-Ballast-Request-Id into @c, or make a server id. */
+static int parse_reqid(struct call *c)
+{
+    struct bl_http_exchange *ex = c->ex;
+    struct bl_api *a = c->a;
+    size_t len;
+    const char *v = bl_http_header_get(ex, "X-Ballast-Request-Id", &len);
+    if (v != NULL) {
+        if (len == 0 || len > BL_CMD_REQUEST_ID_MAX) {
+            respond_error(a, ex, BL_EBADREQ, "X-Ballast-Request-Id must be 1..%d bytes",
+                          BL_CMD_REQUEST_ID_MAX);
+            return -1;
+        }
+        for (size_t i = 0; i < len; i++) {
+            if (v[i] <= ' ' || v[i] > '~') {
+                respond_error(a, ex, BL_EBADREQ, "X-Ballast-Request-Id must be visible ASCII");
+                return -1;
+            }
+        }
+        memcpy(c->reqid, v, len);
+        c->reqid[len] = '\0';
+        c->client_reqid = true;
+    } else {
+        snprintf(c->reqid, sizeof c->reqid, "srv-%" PRIu64 "-%" PRIu64 "-%08x",
+                 bl_member_id(a->member), ++a->request_seq, (unsigned)rand());
+    }
+    return 0;
+}
+
 /* Fill @c from the request; on bad input answer 400 and return non-zero. */
 static int parse_kv(struct call *c)
 {
-    static const char *const unsupported[] = {"lease", "ttl", "wait", "index"};
+    static const char *const unsupported[] = {"wait", "index"};
     struct bl_http_exchange *ex = c->ex;
     struct bl_api *a = c->a;
     const char *v;
     size_t len;
     uint64_t u;
 
-    for (unsigned i = 0; i < 4; i++) {
+    for (unsigned i = 0; i < 2; i++) {
         if (query_has(ex, unsupported[i], NULL, NULL)) {
             respond_error(a, ex, BL_EBADREQ, "?%s is not supported by this version",
                           unsupported[i]);
             return -1;
         }
+    }
+    if (query_has(ex, "lease", &v, &len)) {
+        if (parse_u64(v, len, &u) != 0 || u > INT64_MAX) {
+            respond_error(a, ex, BL_EBADREQ, "lease must be a lease id");
+            return -1;
+        }
+        c->lease = u;
+    }
+    if (query_has(ex, "ttl", &v, &len)) {
+        if (parse_duration_ms(v, len, &u) != 0 || u < 1000 || u > MAX_TTL_S * 1000) {
+            respond_error(a, ex, BL_EBADREQ,
+                          "ttl must be a duration of 1s..10 days (30s, 5m, 2h, or seconds)");
+            return -1;
+        }
+        if (c->lease != 0) {
+            respond_error(a, ex, BL_EBADREQ, "ttl and lease cannot be combined");
+            return -1;
+        }
+        c->ttl = (u + 999) / 1000;
+        c->ttl = c->ttl < MIN_TTL_S ? MIN_TTL_S : c->ttl;
+    }
+    if ((c->lease != 0 || c->ttl != 0) && ex->method != HTTP_PUT) {
+        respond_error(a, ex, BL_EBADREQ, "lease and ttl are for PUT");
+        return -1;
     }
     c->prefix = query_has(ex, "prefix", NULL, NULL);
     if (decode_key(ex->path + strlen(KV_PREFIX), ex->path_len - strlen(KV_PREFIX), c->key,
@@ -746,25 +923,8 @@ static int parse_kv(struct call *c)
             return -1;
         }
     }
-    v = bl_http_header_get(ex, "X-Ballast-Request-Id", &len);
-    if (v != NULL) {
-        if (len == 0 || len > BL_CMD_REQUEST_ID_MAX) {
-            respond_error(a, ex, BL_EBADREQ, "X-Ballast-Request-Id must be 1..%d bytes",
-                          BL_CMD_REQUEST_ID_MAX);
-            return -1;
-        }
-        for (size_t i = 0; i < len; i++) {
-            if (v[i] <= ' ' || v[i] > '~') {
-                respond_error(a, ex, BL_EBADREQ, "X-Ballast-Request-Id must be visible ASCII");
-                return -1;
-            }
-        }
-        memcpy(c->reqid, v, len);
-        c->reqid[len] = '\0';
-        c->client_reqid = true;
-    } else {
-        snprintf(c->reqid, sizeof c->reqid, "srv-%" PRIu64 "-%" PRIu64 "-%08x",
-                 bl_member_id(a->member), ++a->request_seq, (unsigned)rand());
+    if (parse_reqid(c) != 0) {
+        return -1;
     }
     return 0;
 }
@@ -820,6 +980,318 @@ static void handle_kv(struct bl_api *a, struct bl_http_exchange *ex)
     } else {
         kv_write(c);
     }
+}
+
+/* ---- transactions and leases ------------------------------------------------------------ */
+
+static bool method_is(struct bl_api *a, struct bl_http_exchange *ex, int method);
+
+struct lease_keys_walk {
+    struct bl_doc *d;
+    uint32_t n;
+};
+
+static int lease_key_doc_cb(void *arg, const uint8_t *key, size_t len)
+{
+    struct lease_keys_walk *w = arg;
+    bl_doc_bin(w->d, key, len);
+    return ++w->n >= MAX_LIMIT ? 1 : 0;
+}
+
+static int lease_count_cb(void *arg, const uint8_t *key, size_t len)
+{
+    uint32_t *n = arg;
+    (void)key;
+    (void)len;
+    return ++*n > MAX_LIMIT ? 1 : 0;
+}
+
+/* Leader: GET /v1/lease/{id}, POST /v1/lease/{id}/keepalive. */
+static void lease_local(struct call *c)
+{
+    struct bl_api *a = c->a;
+    struct bl_doc *d = &a->doc;
+    uint64_t remaining_ms = 0, ttl = 0;
+    int rv;
+
+    if (c->kind == CALL_LEASE_KEEPALIVE) {
+        rv = bl_member_lease_keepalive(a->member, c->lease, &ttl);
+    } else {
+        rv = bl_member_lease_remaining(a->member, c->lease, &remaining_ms, &ttl);
+    }
+    if (rv == BL_ENOLEADER) {
+        forward(c);
+        return;
+    }
+    if (rv == BL_ENOTFOUND) {
+        respond_error(a, c->ex, rv, "lease %" PRIu64 " not found (expired or revoked)", c->lease);
+        call_free(c);
+        return;
+    }
+    if (rv != 0) {
+        respond_error(a, c->ex, rv, "lease: %s", bl_strerror(rv));
+        call_free(c);
+        return;
+    }
+    bl_doc_reset(d, c->format);
+    if (c->kind == CALL_LEASE_KEEPALIVE) {
+        bl_doc_map(d, 2);
+        bl_doc_key(d, "id");
+        bl_doc_uint(d, c->lease);
+        bl_doc_key(d, "ttl");
+        bl_doc_uint(d, ttl);
+    } else {
+        struct bl_txn *txn;
+        uint32_t n = 0;
+        rv = bl_member_read_begin(a->member, &txn);
+        if (rv == 0) {
+            rv = bl_store_lease_keys(txn, c->lease, lease_count_cb, &n);
+        }
+        if (rv != 0) {
+            if (txn != NULL && rv != BL_ENOTFOUND) {
+                bl_store_abort(txn);
+            }
+            respond_error(a, c->ex, rv, "lease keys: %s", bl_strerror(rv));
+            call_free(c);
+            return;
+        }
+        bool more = n > MAX_LIMIT;
+        struct lease_keys_walk w = {d, 0};
+        bl_doc_map(d, 5);
+        bl_doc_key(d, "id");
+        bl_doc_uint(d, c->lease);
+        bl_doc_key(d, "ttl");
+        bl_doc_uint(d, (remaining_ms + 999) / 1000);
+        bl_doc_key(d, "granted_ttl");
+        bl_doc_uint(d, ttl);
+        bl_doc_key(d, "keys");
+        bl_doc_array(d, more ? MAX_LIMIT : n);
+        rv = bl_store_lease_keys(txn, c->lease, lease_key_doc_cb, &w);
+        bl_doc_key(d, "more");
+        bl_doc_bool(d, more);
+        bl_store_abort(txn);
+        if (rv != 0) {
+            respond_error(a, c->ex, rv, "lease keys: %s", bl_strerror(rv));
+            call_free(c);
+            return;
+        }
+    }
+    respond_doc(a, c->ex, 200, NULL, 0);
+    call_free(c);
+}
+
+struct lease_list_walk {
+    struct bl_doc *d;
+    uint32_t n;
+};
+
+static int lease_list_count_cb(void *arg, uint64_t id, const struct bl_lease *l)
+{
+    (void)id;
+    (void)l;
+    ((struct lease_list_walk *)arg)->n++;
+    return 0;
+}
+
+static int lease_list_doc_cb(void *arg, uint64_t id, const struct bl_lease *l)
+{
+    struct lease_list_walk *w = arg;
+    bl_doc_map(w->d, 2);
+    bl_doc_key(w->d, "id");
+    bl_doc_uint(w->d, id);
+    bl_doc_key(w->d, "granted_ttl");
+    bl_doc_uint(w->d, l->ttl);
+    return 0;
+}
+
+/* GET /v1/leases: this member's applied lease table. */
+static void lease_list(struct call *c)
+{
+    struct bl_api *a = c->a;
+    struct lease_list_walk w = {&a->doc, 0};
+    struct bl_txn *txn = NULL;
+    int rv = bl_member_read_begin(a->member, &txn);
+    if (rv == 0) {
+        rv = bl_store_lease_scan(txn, lease_list_count_cb, &w);
+    }
+    if (rv == 0) {
+        bl_doc_reset(&a->doc, c->format);
+        bl_doc_map(&a->doc, 1);
+        bl_doc_key(&a->doc, "leases");
+        bl_doc_array(&a->doc, w.n);
+        rv = bl_store_lease_scan(txn, lease_list_doc_cb, &w);
+    }
+    if (txn != NULL) {
+        bl_store_abort(txn);
+    }
+    if (rv != 0) {
+        respond_error(a, c->ex, rv, "leases: %s", bl_strerror(rv));
+    } else {
+        respond_doc(a, c->ex, 200, NULL, 0);
+    }
+    call_free(c);
+}
+
+/* Run (or re-run, from the park timer) a call of any kind. */
+static void run_call(struct call *c)
+{
+    switch (c->kind) {
+    case CALL_GET:
+        kv_read(c);
+        break;
+    case CALL_LEASE_KEEPALIVE:
+    case CALL_LEASE_GET:
+        lease_local(c);
+        break;
+    case CALL_LEASE_LIST:
+        lease_list(c);
+        break;
+    default:
+        kv_write(c);
+        break;
+    }
+}
+
+/* Decode the request body as an object; on error answer 400 and return NULL. */
+static json_t *body_doc(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    char errmsg[BL_ERRMSG_SIZE];
+    size_t ct_len = 0;
+    const char *ct = bl_http_header_get(ex, "Content-Type", &ct_len);
+    json_t *doc = NULL;
+    int rv = bl_reqdoc_decode(bl_reqdoc_format(ct, ct_len), ex->body, ex->body_len, true, &doc,
+                              errmsg);
+    if (rv != 0) {
+        respond_error(a, ex, rv, "%s", errmsg);
+        return NULL;
+    }
+    return doc;
+}
+
+static void handle_txn(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    char errmsg[BL_ERRMSG_SIZE];
+    struct call *c;
+    json_t *doc;
+    int rv;
+
+    if (!method_is(a, ex, HTTP_POST)) {
+        return;
+    }
+    doc = body_doc(a, ex);
+    if (doc == NULL) {
+        return;
+    }
+    c = call_new(a, ex, CALL_TXN);
+    if (c == NULL) {
+        json_decref(doc);
+        return;
+    }
+    rv = bl_txn_parse(doc, a->cfg->max_value_bytes, &c->txn, errmsg);
+    json_decref(doc);
+    if (rv != 0) {
+        respond_error(a, ex, rv, "%s", errmsg);
+        call_free(c);
+        return;
+    }
+    if (parse_reqid(c) != 0) {
+        call_free(c);
+        return;
+    }
+    kv_write(c);
+}
+
+/* POST /v1/lease, GET /v1/leases, /v1/lease/{id}[/keepalive]. */
+static void handle_lease(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    static const char base[] = "/v1/lease";
+    char errmsg[BL_ERRMSG_SIZE];
+    const char *rest = ex->path + strlen(base);
+    size_t rest_len = ex->path_len - strlen(base);
+    struct call *c;
+    int kind;
+    uint64_t id = 0;
+
+    if (rest_len == 1 && rest[0] == 's') { /* /v1/leases */
+        if (!method_is(a, ex, HTTP_GET)) {
+            return;
+        }
+        kind = CALL_LEASE_LIST;
+    } else if (rest_len == 0) {
+        if (!method_is(a, ex, HTTP_POST)) {
+            return;
+        }
+        kind = CALL_LEASE_GRANT;
+    } else {
+        size_t digits = 1;
+        while (digits < rest_len && rest[digits] != '/') {
+            digits++;
+        }
+        if (rest[0] != '/' || parse_u64(rest + 1, digits - 1, &id) != 0 || id == 0 ||
+            id > INT64_MAX) {
+            respond_error(a, ex, BL_EBADREQ, "lease id must be a number 1..2^63-1");
+            return;
+        }
+        if (digits == rest_len) {
+            if (ex->method == HTTP_GET) {
+                kind = CALL_LEASE_GET;
+            } else if (ex->method == HTTP_DELETE) {
+                kind = CALL_LEASE_REVOKE;
+            } else {
+                method_not_allowed(a, ex, "GET, DELETE");
+                return;
+            }
+        } else if (rest_len - digits == strlen("/keepalive") &&
+                   memcmp(rest + digits, "/keepalive", strlen("/keepalive")) == 0) {
+            if (!method_is(a, ex, HTTP_POST)) {
+                return;
+            }
+            kind = CALL_LEASE_KEEPALIVE;
+        } else {
+            respond_error(a, ex, BL_ENOTFOUND, "no such endpoint: %.*s", (int)ex->path_len,
+                          ex->path);
+            return;
+        }
+    }
+    c = call_new(a, ex, kind);
+    if (c == NULL) {
+        return;
+    }
+    c->lease = id;
+    if (kind == CALL_LEASE_GRANT) {
+        json_t *doc = body_doc(a, ex);
+        uint64_t ttl = 0, want = 0;
+        int rv;
+        if (doc == NULL) {
+            call_free(c);
+            return;
+        }
+        rv = bl_reqdoc_u64(doc, "ttl", true, &ttl, errmsg);
+        if (rv == 0) {
+            rv = bl_reqdoc_u64(doc, "id", false, &want, errmsg);
+        }
+        if (rv == 0 && json_object_size(doc) > (size_t)(json_object_get(doc, "id") ? 2 : 1)) {
+            rv = BL_EBADREQ;
+            snprintf(errmsg, sizeof errmsg, "a lease grant takes \"ttl\" and \"id\" only");
+        }
+        json_decref(doc);
+        if (rv == 0 && (ttl < 1 || ttl > MAX_TTL_S || want > INT64_MAX)) {
+            rv = BL_EBADREQ;
+            snprintf(errmsg, sizeof errmsg, "ttl must be 1..%d seconds, id 1..2^63-1", MAX_TTL_S);
+        }
+        if (rv != 0) {
+            respond_error(a, ex, rv, "%s", errmsg);
+            call_free(c);
+            return;
+        }
+        c->ttl = ttl < MIN_TTL_S ? MIN_TTL_S : ttl;
+        c->lease = want;
+    }
+    if ((kind == CALL_LEASE_GRANT || kind == CALL_LEASE_REVOKE) && parse_reqid(c) != 0) {
+        call_free(c);
+        return;
+    }
+    run_call(c);
 }
 
 /* ---- cluster ------------------------------------------------------------------------------------
@@ -1634,7 +2106,7 @@ static bool method_is(struct bl_api *a, struct bl_http_exchange *ex, int method)
 
 void bl_api_handle(struct bl_http_exchange *ex, void *arg)
 {
-    static const char *const later[] = {"/v1/txn", "/v1/watch", "/v1/lease", "/metrics"};
+    static const char *const later[] = {"/v1/watch", "/metrics"};
     struct bl_api *a = arg;
 
     if (path_is(ex, "/healthz")) {
@@ -1678,6 +2150,11 @@ void bl_api_handle(struct bl_http_exchange *ex, void *arg)
         if (method_is(a, ex, HTTP_POST)) {
             handle_leader(a, ex);
         }
+    } else if (path_is(ex, "/v1/txn")) {
+        handle_txn(a, ex);
+    } else if (path_is(ex, "/v1/lease") || path_is(ex, "/v1/leases") ||
+               path_starts(ex, "/v1/lease/")) {
+        handle_lease(a, ex);
     } else if (path_is(ex, "/v1/internal/publish")) {
         if (method_is(a, ex, HTTP_POST)) {
             handle_publish(a, ex);

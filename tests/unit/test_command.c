@@ -629,10 +629,11 @@ START_TEST(test_decode_wrong_head)
 
     /* Wrong element counts for each type: one less and one more, filled
      * with plausible fields so that only the count is wrong. */
-    static const size_t counts[] = {0, 8, 6, 5, 8};
+    static const size_t counts[] = {0, 9, 6, 5, 8};
     for (int type = BL_CMD_PUT; type <= BL_CMD_MEMBER_SET; type++) {
-        /* For MEMBER_SET one less is the older form without flags. */
-        int deltas[2] = {type == BL_CMD_MEMBER_SET ? -2 : -1, 1};
+        /* For MEMBER_SET one less is the older form without flags, for PUT
+         * the one without ttl. */
+        int deltas[2] = {type == BL_CMD_MEMBER_SET || type == BL_CMD_PUT ? -2 : -1, 1};
         for (int d = 0; d < 2; d++) {
             int delta = deltas[d];
             size_t n = counts[type] + (size_t)delta;
