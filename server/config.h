@@ -26,6 +26,8 @@ struct bl_config {
     char *pod_name;
     int no_auto_promote;
     uint64_t min_free_bytes;
+    uint64_t history_revisions;
+    uint64_t watch_max_lag;
     char *log_level;
     uint64_t max_value_bytes;
     uint64_t max_request_bytes;

@@ -374,6 +374,7 @@ int main(int argc, char **argv)
     mc->quota_bytes = d.cfg.quota_bytes;
     mc->no_auto_promote = d.cfg.no_auto_promote != 0;
     mc->min_free_bytes = d.cfg.min_free_bytes;
+    mc->history_revisions = d.cfg.history_revisions;
 
     uv_signal_init(d.loop, &d.sigterm);
     uv_signal_init(d.loop, &d.sigint);
