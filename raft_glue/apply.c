@@ -498,8 +498,8 @@ static int run_txn(struct bl_applier *a, struct run *r)
     int rv;
 
     if (a->txn_space == NULL) {
-        a->txn_space = calloc(3 * BL_TXN_MAX_OPS, sizeof(struct bl_txn_op) +
-                                                      sizeof(struct bl_compare));
+        a->txn_space =
+            calloc(3 * BL_TXN_MAX_OPS, sizeof(struct bl_txn_op) + sizeof(struct bl_compare));
         if (a->txn_space == NULL) {
             return BL_ENOMEM;
         }

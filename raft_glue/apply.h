@@ -56,15 +56,15 @@
 
 /* Outcome of one applied command. */
 struct bl_apply_result {
-    int code;              /* BL_OK or BL_ECASFAILED (deterministic outcomes) */
-    uint64_t revision;     /* store revision after the command */
-    uint64_t deleted;      /* keys removed (DELETE, DELETE_RANGE) */
-    bool replayed;         /* answered from the request-id table */
-    bool skipped;          /* index already applied: nothing done, record empty */
-    bool changed;          /* the revision rose */
+    int code;               /* BL_OK or BL_ECASFAILED (deterministic outcomes) */
+    uint64_t revision;      /* store revision after the command */
+    uint64_t deleted;       /* keys removed (DELETE, DELETE_RANGE) */
+    bool replayed;          /* answered from the request-id table */
+    bool skipped;           /* index already applied: nothing done, record empty */
+    bool changed;           /* the revision rose */
     uint64_t lease_granted; /* a lease this command granted (0: none) ... */
     uint64_t lease_ttl;     /* ... with this TTL in seconds */
-    const uint8_t *record; /* result record, valid until the next bl_apply */
+    const uint8_t *record;  /* result record, valid until the next bl_apply */
     size_t record_len;
 };
 

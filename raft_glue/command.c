@@ -186,8 +186,8 @@ static bool ops_ok(const struct bl_txn_op *ops, uint32_t n)
         const struct bl_txn_op *o = &ops[i];
         bool prefix = (o->flags & BL_OP_F_PREFIX) != 0;
         if (o->type < BL_OP_PUT || o->type > BL_OP_GET ||
-            !slice_ok(o->key, prefix ? 0 : 1, BL_KEY_MAX) ||
-            !slice_ok(o->value, 0, UINT32_MAX) || (o->type == BL_OP_PUT && prefix)) {
+            !slice_ok(o->key, prefix ? 0 : 1, BL_KEY_MAX) || !slice_ok(o->value, 0, UINT32_MAX) ||
+            (o->type == BL_OP_PUT && prefix)) {
             return false;
         }
     }
@@ -196,8 +196,7 @@ static bool ops_ok(const struct bl_txn_op *ops, uint32_t n)
 
 static bool txn_ok(const struct bl_txn_req *t)
 {
-    if (t == NULL || t->n_compares > BL_TXN_MAX_OPS ||
-        (t->n_compares > 0 && t->compares == NULL)) {
+    if (t == NULL || t->n_compares > BL_TXN_MAX_OPS || (t->n_compares > 0 && t->compares == NULL)) {
         return false;
     }
     for (uint32_t i = 0; i < t->n_compares; i++) {
@@ -265,10 +264,10 @@ int bl_cmd_encode(const struct bl_cmd *cmd, void **out, size_t *len)
         return BL_EBADREQ;
     }
     /* One allocation: every field's bytes plus headers and padding. */
-    w.cap = cmd->request_id.len + cmd->key.len + cmd->value.len + cmd->name.len +
-            cmd->peer_url.len + cmd->client_url.len + 96 +
-            (cmd->type == BL_CMD_TXN ? cmd->txn != NULL ? txn_bytes(cmd->txn) : cmd->txn_body.len
-                                     : 0);
+    w.cap =
+        cmd->request_id.len + cmd->key.len + cmd->value.len + cmd->name.len + cmd->peer_url.len +
+        cmd->client_url.len + 96 +
+        (cmd->type == BL_CMD_TXN ? cmd->txn != NULL ? txn_bytes(cmd->txn) : cmd->txn_body.len : 0);
     w.buf = malloc(w.cap);
     if (w.buf == NULL) {
         return BL_ENOMEM;
@@ -565,8 +564,8 @@ static int get_compare(struct reader *r, struct bl_compare *c)
     if (rv == 0) {
         rv = get_int(r, "compare number", &c->number);
     }
-    if (rv == 0 && (target < BL_CMP_VALUE || target > BL_CMP_LEASE || op < BL_CMP_EQ ||
-                    op > BL_CMP_GT)) {
+    if (rv == 0 &&
+        (target < BL_CMP_VALUE || target > BL_CMP_LEASE || op < BL_CMP_EQ || op > BL_CMP_GT)) {
         rv = fail(r, "compare target %" PRIu64 " / op %" PRIu64 " unknown", target, op);
     }
     c->target = (int)target;

@@ -92,8 +92,8 @@ struct bl_slice {
 
 struct bl_compare {
     struct bl_slice key;
-    int target;          /* enum bl_cmp_target */
-    int op;              /* enum bl_cmp_op */
+    int target;            /* enum bl_cmp_target */
+    int op;                /* enum bl_cmp_op */
     struct bl_slice value; /* BL_CMP_VALUE */
     int64_t number;        /* the other targets */
 };
@@ -120,18 +120,18 @@ struct bl_txn_req {
 
 /* A decoded (or to-be-encoded) command. Only the fields of @type are used. */
 struct bl_cmd {
-    int type;                   /* enum bl_cmd_type */
-    struct bl_slice request_id; /* 1..BL_CMD_REQUEST_ID_MAX bytes */
-    struct bl_slice key;        /* PUT, DELETE: the key; DELETE_RANGE: the prefix */
-    struct bl_slice value;      /* PUT */
-    int64_t cas;                /* PUT, DELETE: BL_CAS_NONE or a mod_revision */
-    uint64_t lease;             /* PUT: lease id, 0 for none */
-    uint64_t flags;             /* BL_CMD_F_* (PUT, DELETE*, MEMBER_SET) */
-    uint64_t member_id;         /* MEMBER_SET */
-    struct bl_slice name;       /* MEMBER_SET */
-    struct bl_slice peer_url;   /* MEMBER_SET */
-    struct bl_slice client_url; /* MEMBER_SET */
-    uint64_t ttl;               /* LEASE_GRANT, PUT with BL_CMD_F_OWN_LEASE: seconds */
+    int type;                     /* enum bl_cmd_type */
+    struct bl_slice request_id;   /* 1..BL_CMD_REQUEST_ID_MAX bytes */
+    struct bl_slice key;          /* PUT, DELETE: the key; DELETE_RANGE: the prefix */
+    struct bl_slice value;        /* PUT */
+    int64_t cas;                  /* PUT, DELETE: BL_CAS_NONE or a mod_revision */
+    uint64_t lease;               /* PUT: lease id, 0 for none */
+    uint64_t flags;               /* BL_CMD_F_* (PUT, DELETE*, MEMBER_SET) */
+    uint64_t member_id;           /* MEMBER_SET */
+    struct bl_slice name;         /* MEMBER_SET */
+    struct bl_slice peer_url;     /* MEMBER_SET */
+    struct bl_slice client_url;   /* MEMBER_SET */
+    uint64_t ttl;                 /* LEASE_GRANT, PUT with BL_CMD_F_OWN_LEASE: seconds */
     const struct bl_txn_req *txn; /* TXN, to encode */
     struct bl_slice txn_body;     /* TXN, decoded: compares..failure, see bl_txn_decode */
 };

@@ -103,7 +103,7 @@ struct bl_member {
     uint64_t revoke_seq;
     void (*revision_cb)(void *arg, uint64_t revision);
     void *revision_arg;
-    bool disk_full;           /* the last BL_ENOSPACE came from the disk, not the quota */
+    bool disk_full; /* the last BL_ENOSPACE came from the disk, not the quota */
     void (*stop_cb)(void *arg);
     void *stop_arg;
     uv_timer_t watch;
@@ -829,8 +829,7 @@ static void fsm_restored(void *arg)
     }
 }
 
-void bl_member_on_revision(struct bl_member *m, void (*cb)(void *arg, uint64_t revision),
-                           void *arg)
+void bl_member_on_revision(struct bl_member *m, void (*cb)(void *arg, uint64_t revision), void *arg)
 {
     m->revision_cb = cb;
     m->revision_arg = arg;

@@ -45,7 +45,7 @@ struct bl_member_config {
     uint64_t quota_bytes;                 /* store size limit for new writes; 0 = 2 GiB */
     bool no_auto_promote;                 /* leave caught-up learners learners */
     bool join; /* added to a running cluster: with an empty data dir, never bootstrap */
-    uint64_t min_free_bytes; /* PUTs get BL_ENOSPACE below this much free disk; 0 = default */
+    uint64_t min_free_bytes;    /* PUTs get BL_ENOSPACE below this much free disk; 0 = default */
     uint64_t history_revisions; /* watch events kept, in revisions; 0 = default (10000) */
 };
 

@@ -1137,8 +1137,8 @@ static int recover(struct bl_store *s)
 /* The first N_REQUIRED tables exist in every store image since 0.1; the
  * others were added later and are created when missing (an image from an
  * older member, a backup taken by one). */
-static const char *const TABLES[] = {"kv",      "meta",    "members", "reqids",
-                                     "reqrev",  "history", "leases",  "lkeys"};
+static const char *const TABLES[] = {"kv",     "meta",    "members", "reqids",
+                                     "reqrev", "history", "leases",  "lkeys"};
 #define N_TABLES   (sizeof TABLES / sizeof TABLES[0])
 #define N_REQUIRED 5
 

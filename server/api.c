@@ -681,8 +681,8 @@ static void kv_write(struct call *c)
         if (c->ttl != 0) {
             /* The key's own lease. With a client request id the lease id
              * comes from it, so a replayed answer names the same lease. */
-            c->lease = c->client_reqid ? reqid_lease(c->reqid)
-                                       : bl_member_lease_fresh_id(c->a->member);
+            c->lease =
+                c->client_reqid ? reqid_lease(c->reqid) : bl_member_lease_fresh_id(c->a->member);
             cmd.lease = c->lease;
             cmd.ttl = c->ttl;
             cmd.flags |= BL_CMD_F_OWN_LEASE;
@@ -694,8 +694,8 @@ static void kv_write(struct call *c)
     } else if (c->kind == CALL_LEASE_GRANT) {
         cmd.type = BL_CMD_LEASE_GRANT;
         if (c->lease == 0) {
-            c->lease = c->client_reqid ? reqid_lease(c->reqid)
-                                       : bl_member_lease_fresh_id(c->a->member);
+            c->lease =
+                c->client_reqid ? reqid_lease(c->reqid) : bl_member_lease_fresh_id(c->a->member);
         }
         cmd.lease = c->lease;
         cmd.ttl = c->ttl;
@@ -1159,8 +1159,8 @@ static json_t *body_doc(struct bl_api *a, struct bl_http_exchange *ex)
     size_t ct_len = 0;
     const char *ct = bl_http_header_get(ex, "Content-Type", &ct_len);
     json_t *doc = NULL;
-    int rv = bl_reqdoc_decode(bl_reqdoc_format(ct, ct_len), ex->body, ex->body_len, true, &doc,
-                              errmsg);
+    int rv =
+        bl_reqdoc_decode(bl_reqdoc_format(ct, ct_len), ex->body, ex->body_len, true, &doc, errmsg);
     if (rv != 0) {
         respond_error(a, ex, rv, "%s", errmsg);
         return NULL;

@@ -91,7 +91,8 @@ static int only_fields(json_t *obj, const char *where, const char *const *known,
 {
     const char *k;
     json_t *v;
-    json_object_foreach (obj, k, v) {
+    json_object_foreach(obj, k, v)
+    {
         bool ok = false;
         for (const char *const *p = known; *p != NULL && !ok; p++) {
             ok = strcmp(k, *p) == 0;
@@ -228,8 +229,7 @@ static int parse_op(struct bl_txn_parsed *t, json_t *o, const char *list, unsign
             return bad(errmsg, "%s: \"prefix\" must be a boolean", where);
         }
         out->flags |= flag ? BL_OP_F_PREFIX : 0;
-        rv = bytes_field(t, body, where, "key", !flag, flag ? 0 : 1, BL_KEY_MAX, &out->key,
-                         errmsg);
+        rv = bytes_field(t, body, where, "key", !flag, flag ? 0 : 1, BL_KEY_MAX, &out->key, errmsg);
         if (rv != 0) {
             return rv;
         }
@@ -314,7 +314,8 @@ static int parse_list(struct bl_txn_parsed *t, json_t *doc, const char *list, ui
         return bad(errmsg, "\"%s\" has %zu ops, at most %d", list, json_array_size(arr),
                    BL_TXN_MAX_OPS);
     }
-    json_array_foreach (arr, i, o) {
+    json_array_foreach(arr, i, o)
+    {
         rv = parse_op(t, o, list, (unsigned)i, max_value, &ops[i], errmsg);
         if (rv != 0) {
             return rv;
@@ -355,7 +356,8 @@ int bl_txn_parse(json_t *doc, uint64_t max_value, struct bl_txn_parsed **out, ch
                      BL_TXN_MAX_OPS);
             goto err;
         }
-        json_array_foreach (arr, i, c) {
+        json_array_foreach(arr, i, c)
+        {
             rv = parse_compare(t, c, (unsigned)i, &t->compares[i], errmsg);
             if (rv != 0) {
                 goto err;

@@ -99,8 +99,8 @@ static void *work(void *arg)
                  "\"%s\"}],\"success\":[{\"put\":{\"key\":\"%s\",\"value\":\"%s\"}}]}",
                  kb, ob, kb, nb);
         w->attempts++;
-        if (tc_http(tc_addr(w->c, w->member), "POST", "/v1/txn", body, strlen(body), headers,
-                    &r) != 0 ||
+        if (tc_http(tc_addr(w->c, w->member), "POST", "/v1/txn", body, strlen(body), headers, &r) !=
+                0 ||
             r.status != 200 || !tc_json_bool(r.body, "succeeded", &ok)) {
             snprintf(w->error, sizeof w->error, "txn: %d %.80s %.100s", r.status, r.error,
                      r.body ? r.body : "");

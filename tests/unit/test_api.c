@@ -687,11 +687,8 @@ static void wait_leader(void)
 START_TEST(test_routing)
 {
     static const char *const not_impl[][2] = {
-        {"POST", "/v1/txn"},
         {"GET", "/v1/watch/x"},
-        {"POST", "/v1/lease"},
         {"GET", "/metrics"},
-        {"POST", "/v1/lease/5/keepalive"},
         {"GET", "/v1/watch/a/b?prefix"},
     };
     struct client c;
@@ -715,13 +712,22 @@ START_TEST(test_routing)
     req(&c, &r, "DELETE", "/healthz", NULL, NULL, 0);
     expect_error(&r, 405, "bad_request");
     ck_assert_str_eq(hdr_req(&r, "Allow"), "GET");
-    /* routes not yet served are matched on path segments, not prefixes */
+    /* routes are matched on path segments, not prefixes */
     get(&c, &r, "/v1/leases");
-    expect_error(&r, 404, "not_found");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(json_array_size(ja(r.json, "leases")), 0);
     get(&c, &r, "/v1/txnx");
     expect_error(&r, 404, "not_found");
+    get(&c, &r, "/v1/leasex");
+    expect_error(&r, 404, "not_found");
     get(&c, &r, "/v1/lease/7");
-    ck_assert_int_eq(r.status, 501);
+    expect_error(&r, 404, "not_found");
+    get(&c, &r, "/v1/lease/7/renew");
+    expect_error(&r, 404, "not_found");
+    get(&c, &r, "/v1/lease/x");
+    expect_error(&r, 400, "bad_request");
+    get(&c, &r, "/v1/txn");
+    expect_error(&r, 405, "bad_request");
     req(&c, &r, "PUT", "/v1/status", NULL, "x", 1);
     expect_error(&r, 405, "bad_request");
     ck_assert_ptr_nonnull(hdr(&r, "Allow"));
@@ -1325,8 +1331,10 @@ START_TEST(test_bad_input)
         {"DELETE", "/v1/kv/x?cas=1&prefix", NULL, "prefix"},
         {"GET", "/v1/kv/x?consistency=bogus", NULL, "consistency"},
         {"GET", "/v1/kv/x?consistency=", NULL, "consistency"},
-        {"GET", "/v1/kv/x?lease=1", NULL, "not supported"},
-        {"PUT", "/v1/kv/x?lease=1", NULL, "not supported"},
+        {"GET", "/v1/kv/x?lease=1", NULL, "are for PUT"},
+        {"PUT", "/v1/kv/x?lease=abc", NULL, "lease must be"},
+        {"PUT", "/v1/kv/x?ttl=2s&lease=3", NULL, "cannot be combined"},
+        {"PUT", "/v1/kv/x?ttl=0s", NULL, "ttl must be"},
         {"GET", "/v1/kv/x?wait=1s", NULL, "not supported"},
         {"GET", "/v1/kv/x?wait=1s&index=3", NULL, "not supported"},
         {"PUT", "/v1/kv/x?prefix", NULL, "prefix"},
