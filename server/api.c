@@ -213,25 +213,6 @@ static void method_not_allowed(struct bl_api *a, struct bl_http_exchange *ex, co
                     http_method_str((enum http_method)ex->method), allow);
 }
 
-static void doc_kv(struct bl_doc *d, const struct bl_kv *kv, bool with_value)
-{
-    bl_doc_map(d, with_value ? 6 : 5);
-    bl_doc_key(d, "key");
-    bl_doc_bin(d, kv->key, kv->key_len);
-    if (with_value) {
-        bl_doc_key(d, "value");
-        bl_doc_bin(d, kv->value, kv->value_len);
-    }
-    bl_doc_key(d, "create_revision");
-    bl_doc_uint(d, kv->create_revision);
-    bl_doc_key(d, "mod_revision");
-    bl_doc_uint(d, kv->mod_revision);
-    bl_doc_key(d, "version");
-    bl_doc_uint(d, kv->version);
-    bl_doc_key(d, "lease");
-    bl_doc_uint(d, kv->lease);
-}
-
 static void call_free(struct call *c)
 {
     bl_txn_parsed_free(c->txn);
@@ -404,7 +385,7 @@ static int count_cb(void *arg, const struct bl_kv *kv)
 static int emit_cb(void *arg, const struct bl_kv *kv)
 {
     struct range_walk *w = arg;
-    doc_kv(w->d, kv, !w->keys_only);
+    bl_doc_kv(w->d, kv, !w->keys_only);
     return ++w->count >= w->limit ? 1 : 0;
 }
 
@@ -489,7 +470,7 @@ static void serve_read(struct call *c)
         bl_store_abort(txn);
         return;
     }
-    doc_kv(d, &kv, true);
+    bl_doc_kv(d, &kv, true);
     bl_store_abort(txn);
     respond_doc(a, c->ex, 200, NULL, 0);
 }
@@ -619,7 +600,7 @@ static void write_done(void *arg, int status, const struct bl_apply_result *res)
         }
         if (has_prev && bl_result_next_prev(&v, &kv) == 1) {
             bl_doc_key(d, "prev");
-            doc_kv(d, &kv, true);
+            bl_doc_kv(d, &kv, true);
         }
     } else {
         bl_doc_map(d, c->prev ? 3 : 2);
@@ -631,7 +612,7 @@ static void write_done(void *arg, int status, const struct bl_apply_result *res)
             bl_doc_key(d, "prev_kvs");
             bl_doc_array(d, v.n_prev);
             while (bl_result_next_prev(&v, &kv) == 1) {
-                doc_kv(d, &kv, true);
+                bl_doc_kv(d, &kv, true);
             }
         }
     }

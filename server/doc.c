@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "store.h" /* struct bl_kv */
 
 #define DOC_MIN_CAP 256
 
@@ -650,4 +651,23 @@ int bl_base64_decode(const char *in, size_t len, uint8_t *out, size_t *out_len)
     }
     *out_len = o;
     return BL_OK;
+}
+
+void bl_doc_kv(struct bl_doc *d, const struct bl_kv *kv, bool with_value)
+{
+    bl_doc_map(d, with_value ? 6 : 5);
+    bl_doc_key(d, "key");
+    bl_doc_bin(d, kv->key, kv->key_len);
+    if (with_value) {
+        bl_doc_key(d, "value");
+        bl_doc_bin(d, kv->value, kv->value_len);
+    }
+    bl_doc_key(d, "create_revision");
+    bl_doc_uint(d, kv->create_revision);
+    bl_doc_key(d, "mod_revision");
+    bl_doc_uint(d, kv->mod_revision);
+    bl_doc_key(d, "version");
+    bl_doc_uint(d, kv->version);
+    bl_doc_key(d, "lease");
+    bl_doc_uint(d, kv->lease);
 }

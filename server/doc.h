@@ -56,6 +56,11 @@ void bl_doc_str(struct bl_doc *d, const char *s, size_t len); /* UTF-8 text, JSO
 void bl_doc_cstr(struct bl_doc *d, const char *s);
 void bl_doc_bin(struct bl_doc *d, const void *p, size_t len); /* base64 in JSON, bin in msgpack */
 
+/* A kv object, as the contract shapes it: {"key", "value" (unless
+ * !@with_value), "create_revision", "mod_revision", "version", "lease"}. */
+struct bl_kv;
+void bl_doc_kv(struct bl_doc *d, const struct bl_kv *kv, bool with_value);
+
 /* Standard padded base64. encode writes 4*ceil(len/3) bytes to @out.
  * decode returns BL_EBADREQ on bad input; @out needs 3*(len/4) bytes. */
 size_t bl_base64_encode(const void *in, size_t len, char *out);

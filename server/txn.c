@@ -409,25 +409,6 @@ void bl_txn_parsed_free(struct bl_txn_parsed *t)
     }
 }
 
-static void doc_kv(struct bl_doc *d, const struct bl_kv *kv, bool with_value)
-{
-    bl_doc_map(d, with_value ? 6 : 5);
-    bl_doc_key(d, "key");
-    bl_doc_bin(d, kv->key, kv->key_len);
-    if (with_value) {
-        bl_doc_key(d, "value");
-        bl_doc_bin(d, kv->value, kv->value_len);
-    }
-    bl_doc_key(d, "create_revision");
-    bl_doc_uint(d, kv->create_revision);
-    bl_doc_key(d, "mod_revision");
-    bl_doc_uint(d, kv->mod_revision);
-    bl_doc_key(d, "version");
-    bl_doc_uint(d, kv->version);
-    bl_doc_key(d, "lease");
-    bl_doc_uint(d, kv->lease);
-}
-
 int bl_txn_render(struct bl_doc *d, const uint8_t *rec, size_t len)
 {
     struct bl_result_view v;
@@ -465,7 +446,7 @@ int bl_txn_render(struct bl_doc *d, const uint8_t *rec, size_t len)
             bl_doc_array(d, o.n_kvs);
             /* keys-only gets stored no value: an empty value marks them */
             while (bl_op_result_next_kv(&o, &kv) == 1) {
-                doc_kv(d, &kv, true);
+                bl_doc_kv(d, &kv, true);
             }
             bl_doc_key(d, "count");
             bl_doc_uint(d, o.count);
