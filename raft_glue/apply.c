@@ -12,6 +12,7 @@
  * applied again later. The caller must not report such an entry as done. */
 #include "apply.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -715,12 +716,10 @@ int bl_apply(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmd,
     if (rv == 0) {
         rv = r.prev.error != 0 ? r.prev.error : r.events.error;
     }
-    if (rv == 0 && r.code != BL_OK && r.changed) {
-        /* A deterministic failure after a write: start over with nothing
-         * done but the outcome (cannot happen today: every check runs
-         * before the first write). */
-        rv = BL_EINTERNAL;
-    }
+    /* Every deterministic failure (compare, missing lease, lease id in
+     * use) is found before the first write, so a failed command has
+     * changed nothing and commits only its outcome. */
+    assert(rv != 0 || r.code == BL_OK || !r.changed);
     if (rv != 0) {
         goto err_after_begin;
     }

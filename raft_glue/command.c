@@ -540,8 +540,9 @@ static int get_member_fields(struct reader *r, struct bl_cmd *cmd, bool with_fla
     return get_uint(r, "flags", &cmd->flags);
 }
 
-/* Skip one txn list element by reading it (the body is checked as it is
- * read, then read again by bl_txn_decode). */
+/* Read one compare of a txn body. bl_cmd_decode() reads (and so checks)
+ * the whole body once without keeping it; bl_txn_decode() reads it again
+ * into the caller's arrays. */
 static int get_compare(struct reader *r, struct bl_compare *c)
 {
     uint64_t n = 0, target = 0, op = 0;
