@@ -1528,13 +1528,30 @@ int bl_http_stream_begin(struct bl_http_exchange *pub, int status,
     return BL_OK;
 }
 
-/* See http.h. "Waiting" bytes are those in the output buffer plus libuv's
- * write queue when the stream is at the head of the queue, else those held
- * behind earlier replies (its header included). A chunk is refused when it
- * would take the waiting bytes past max_buffered, unless nothing waits. */
-int bl_http_stream_write(struct bl_http_exchange *pub, const void *data, size_t len)
+/* "Waiting" bytes of the stream @ex: those in the output buffer plus
+ * libuv's write queue when it is at the head of the queue, else those held
+ * behind earlier replies (its header included). */
+static size_t ex_waiting(const struct exchange *ex)
 {
-    struct exchange *ex = pub->impl;
+    const struct conn *c = ex->conn;
+    if (c->state >= CONN_CLOSING) {
+        return 0;
+    }
+    return c->head == ex ? conn_unsent(c) : ex->held.len;
+}
+
+/* See http.h. */
+size_t bl_http_stream_unsent(const struct bl_http_exchange *pub)
+{
+    const struct exchange *ex = pub->impl;
+    assert(ex->streaming);
+    return ex_waiting(ex);
+}
+
+/* Queue one chunk of the stream @ex; with @limit, refuse it when it would
+ * take the waiting bytes past max_buffered, unless nothing waits. */
+static int stream_put(struct exchange *ex, const void *data, size_t len, bool limit)
+{
     struct conn *c = ex->conn;
     struct buf *b;
     size_t queued;
@@ -1547,8 +1564,8 @@ int bl_http_stream_write(struct bl_http_exchange *pub, const void *data, size_t 
     if (len == 0 || ex->no_body) {
         return BL_OK;
     }
-    queued = c->head == ex ? conn_unsent(c) : ex->held.len;
-    if (queued > 0 && (len > ex->max_buffered || queued > ex->max_buffered - len)) {
+    queued = ex_waiting(ex);
+    if (limit && queued > 0 && (len > ex->max_buffered || queued > ex->max_buffered - len)) {
         return BL_ETOOLARGE;
     }
     b = ex_sink(ex);
@@ -1566,6 +1583,18 @@ int bl_http_stream_write(struct bl_http_exchange *pub, const void *data, size_t 
     }
     conn_pump(c);
     return BL_OK;
+}
+
+/* See http.h. */
+int bl_http_stream_write(struct bl_http_exchange *pub, const void *data, size_t len)
+{
+    return stream_put(pub->impl, data, len, true);
+}
+
+/* See http.h. */
+int bl_http_stream_write_final(struct bl_http_exchange *pub, const void *data, size_t len)
+{
+    return stream_put(pub->impl, data, len, false);
 }
 
 /* See http.h. */

@@ -115,6 +115,17 @@ int bl_http_stream_begin(struct bl_http_exchange *ex, int status,
 int bl_http_stream_write(struct bl_http_exchange *ex, const void *data, size_t len);
 int bl_http_stream_end(struct bl_http_exchange *ex);
 
+/* bl_http_stream_write() without the max_buffered limit: for the last chunk
+ * of a stream (a watch's "cancelled" event), which must go out even when a
+ * slow reader has max_buffered bytes waiting. Returns BL_OK,
+ * BL_EUNAVAILABLE or BL_ENOMEM (the connection is then closed). */
+int bl_http_stream_write_final(struct bl_http_exchange *ex, const void *data, size_t len);
+
+/* Bytes of the stream @ex waiting to be sent, as bl_http_stream_write()
+ * counts them against max_buffered (0 once the client is gone). A stream
+ * writer paces itself with it: it has no callback when the bytes drain. */
+size_t bl_http_stream_unsent(const struct bl_http_exchange *ex);
+
 /* Percent-decode @in[0..@in_len) into @out (at least @in_len bytes); the
  * decoded length goes to *@out_len. Returns BL_EBADREQ on a bad escape. */
 int bl_http_unescape(const char *in, size_t in_len, uint8_t *out, size_t *out_len);

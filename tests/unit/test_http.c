@@ -970,6 +970,12 @@ START_TEST(test_stream_buffer_limit)
     ck_assert_ptr_nonnull(stream_ex);
     ck_assert_int_eq(stream_rv[0], BL_OK);
     ck_assert_int_eq(stream_rv[1], BL_ETOOLARGE);
+    /* what waits is counted as the limit counts it; a final chunk goes
+     * past the limit ("7\r\nfinally\r\n": 12 more bytes) */
+    ck_assert_uint_eq(bl_http_stream_unsent(stream_ex), 114);
+    ck_assert_int_eq(bl_http_stream_write(stream_ex, "finally", 7), BL_ETOOLARGE);
+    ck_assert_int_eq(bl_http_stream_write_final(stream_ex, "finally", 7), BL_OK);
+    ck_assert_uint_eq(bl_http_stream_unsent(stream_ex), 126);
     ck_assert_int_eq(bl_http_stream_end(stream_ex), BL_OK);
     stream_ex = NULL;
     run_for(20);
@@ -979,7 +985,7 @@ START_TEST(test_stream_buffer_limit)
     held[0] = NULL;
     ck_assert_int_eq(wait_responses(&r, 2, false), 2);
     ck_assert_str_eq(resps[0].body, "first");
-    ck_assert_str_eq(resps[1].body, "a");
+    ck_assert_str_eq(resps[1].body, "afinally");
     reader_free(&r);
 }
 END_TEST
