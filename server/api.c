@@ -41,6 +41,9 @@
 #define PARK_MAX_MS         3000
 #define MIN_TTL_S           2
 #define MAX_TTL_S           (10 * 24 * 3600)
+#define POLL_DEFAULT_MS     (5 * 60 * 1000)
+#define POLL_MAX_MS         (10 * 60 * 1000)
+#define WATCH_PREFIX        "/v1/watch/"
 
 enum call_kind {
     CALL_GET,
@@ -63,9 +66,14 @@ struct call {
     int format;
     bool prefix, prev, raw, keys_only, count_only, serializable;
     bool client_reqid;
+    bool waited;            /* a long-poll that has waited: forward without ?wait */
     bool reforward;         /* relayed here, and this member relays it on (leader removal) */
     uint64_t park_deadline; /* while no leader is reachable, retry until then */
     struct call *park_next;
+    struct bl_watch_wait *wait; /* a long-poll's pending wait */
+    struct call *poll_prev, *poll_next;
+    uint64_t index;   /* ?index= of a long-poll */
+    uint64_t wait_ms; /* ?wait= of a long-poll (0: none) */
     int64_t cas;
     uint64_t limit;
     uint64_t lease; /* ?lease=, a lease call's id */
@@ -310,6 +318,40 @@ static void forward_cb(void *arg, int status, const struct bl_http_response *res
     call_free(c);
 }
 
+/* @ex's target without its ?wait and ?index parameters, in a new buffer
+ * (the caller frees it), its length in *@len. NULL when out of memory. */
+static char *target_without_wait(const struct bl_http_exchange *ex, size_t *len)
+{
+    const char *q = memchr(ex->target, '?', ex->target_len);
+    const char *end = ex->target + ex->target_len;
+    char *out = malloc(ex->target_len + 1);
+    char sep = '?';
+    size_t n;
+
+    if (out == NULL) {
+        return NULL;
+    }
+    n = q != NULL ? (size_t)(q - ex->target) : ex->target_len;
+    memcpy(out, ex->target, n);
+    for (const char *p = q != NULL ? q + 1 : end; p < end;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        size_t pl;
+        amp = amp != NULL ? amp : end;
+        pl = (size_t)(amp - p);
+        bool drop = (pl >= 4 && memcmp(p, "wait", 4) == 0 && (pl == 4 || p[4] == '=')) ||
+                    (pl >= 5 && memcmp(p, "index", 5) == 0 && (pl == 5 || p[5] == '='));
+        if (!drop && pl > 0) {
+            out[n++] = sep;
+            sep = '&';
+            memcpy(out + n, p, pl);
+            n += pl;
+        }
+        p = amp + 1;
+    }
+    *len = n;
+    return out;
+}
+
 /* Relay @c's request to the leader, or fail it when that is not possible. */
 static void forward(struct call *c)
 {
@@ -318,6 +360,9 @@ static void forward(struct call *c)
     struct bl_http_exchange *ex = c->ex;
     struct bl_http_header h[4];
     char url[256], self[24];
+    char *stripped = NULL;
+    const char *target;
+    size_t target_len;
     unsigned n = 0;
     int rv;
 
@@ -350,9 +395,21 @@ static void forward(struct call *c)
     }
     snprintf(self, sizeof self, "%" PRIu64, bl_member_id(a->member));
     h[n++] = header("X-Ballast-Forwarded-By", self);
+    target = ex->target;
+    target_len = ex->target_len;
+    if (c->waited) {
+        /* The long-poll waited here; the leader only serves the read. */
+        target = stripped = target_without_wait(ex, &target_len);
+        if (stripped == NULL) {
+            respond_error(a, ex, BL_ENOMEM, "out of memory");
+            call_free(c);
+            return;
+        }
+    }
     rv = bl_http_client_request(
-        a->client, url, method_name(ex->method), ex->target, ex->target_len, h, n, ex->body,
-        ex->body_len, (unsigned)(a->cfg->propose_timeout_ms + FORWARD_SLACK_MS), forward_cb, c);
+        a->client, url, method_name(ex->method), target, target_len, h, n, ex->body, ex->body_len,
+        (unsigned)(a->cfg->propose_timeout_ms + FORWARD_SLACK_MS), forward_cb, c);
+    free(stripped);
     if (rv != 0 && park(c)) {
         return;
     }
@@ -820,19 +877,32 @@ static int parse_reqid(struct call *c)
 /* Fill @c from the request; on bad input answer 400 and return non-zero. */
 static int parse_kv(struct call *c)
 {
-    static const char *const unsupported[] = {"wait", "index"};
     struct bl_http_exchange *ex = c->ex;
     struct bl_api *a = c->a;
     const char *v;
     size_t len;
     uint64_t u;
 
-    for (unsigned i = 0; i < 2; i++) {
-        if (query_has(ex, unsupported[i], NULL, NULL)) {
-            respond_error(a, ex, BL_EBADREQ, "?%s is not supported by this version",
-                          unsupported[i]);
+    if (query_has(ex, "index", &v, &len)) {
+        if (parse_u64(v, len, &u) != 0) {
+            respond_error(a, ex, BL_EBADREQ, "index must be a revision");
             return -1;
         }
+        c->index = u;
+        c->wait_ms = POLL_DEFAULT_MS;
+    }
+    if (query_has(ex, "wait", &v, &len)) {
+        if (parse_duration_ms(v, len, &u) != 0) {
+            respond_error(a, ex, BL_EBADREQ,
+                          "wait must be a duration (30s, 500ms, 5m, or seconds), at most 10m");
+            return -1;
+        }
+        c->wait_ms = u > POLL_MAX_MS ? POLL_MAX_MS : u; /* Consul's cap, not an error */
+    }
+    if ((query_has(ex, "index", NULL, NULL) || query_has(ex, "wait", NULL, NULL)) &&
+        ex->method != HTTP_GET) {
+        respond_error(a, ex, BL_EBADREQ, "wait and index are for GET");
+        return -1;
     }
     if (query_has(ex, "lease", &v, &len)) {
         if (parse_u64(v, len, &u) != 0 || u > INT64_MAX) {
@@ -924,6 +994,77 @@ static struct call *call_new(struct bl_api *a, struct bl_http_exchange *ex, int 
     return c;
 }
 
+/* ---- long-poll --------------------------------------------------------------------------- */
+
+static void poll_unlink(struct call *c)
+{
+    struct bl_api *a = c->a;
+    if (c->poll_prev != NULL) {
+        c->poll_prev->poll_next = c->poll_next;
+    } else {
+        a->polls = c->poll_next;
+    }
+    if (c->poll_next != NULL) {
+        c->poll_next->poll_prev = c->poll_prev;
+    }
+    c->poll_prev = c->poll_next = NULL;
+}
+
+/* The key changed after ?index, the wait passed, or the hub closed. */
+static void poll_done(void *arg, int status)
+{
+    struct call *c = arg;
+    struct bl_api *a = c->a;
+    c->wait = NULL;
+    poll_unlink(c);
+    if (status == BL_ESHUTDOWN || a->member == NULL) {
+        respond_error(a, c->ex, BL_ESHUTDOWN, "member is shutting down");
+        call_free(c);
+        return;
+    }
+    c->waited = true;
+    kv_read(c); /* a change or the timeout: either way the GET of this moment */
+}
+
+/* Wait (at most c->wait_ms) for @c's key to change after c->index. */
+static void poll_start(struct call *c)
+{
+    struct bl_api *a = c->a;
+    if (a->hub == NULL) {
+        respond_error(a, c->ex, BL_ESHUTDOWN, "member is shutting down");
+        call_free(c);
+        return;
+    }
+    c->wait = bl_watch_wait(a->hub, c->key, c->key_len, c->prefix, c->index, (unsigned)c->wait_ms,
+                            poll_done, c);
+    if (c->wait == NULL) {
+        respond_error(a, c->ex, BL_ENOMEM, "out of memory");
+        call_free(c);
+        return;
+    }
+    c->poll_next = a->polls;
+    if (a->polls != NULL) {
+        a->polls->poll_prev = c;
+    }
+    a->polls = c;
+}
+
+/* Long-polls whose client went away stop waiting (called every second). */
+static void poll_sweep(struct bl_api *a)
+{
+    struct call *c, *next;
+    for (c = a->polls; c != NULL; c = next) {
+        next = c->poll_next;
+        if (bl_http_exchange_gone(c->ex)) {
+            bl_watch_wait_cancel(c->wait);
+            c->wait = NULL;
+            poll_unlink(c);
+            respond_error(a, c->ex, BL_EBADREQ, "client went away"); /* discarded */
+            call_free(c);
+        }
+    }
+}
+
 static void handle_kv(struct bl_api *a, struct bl_http_exchange *ex)
 {
     struct call *c;
@@ -956,11 +1097,83 @@ static void handle_kv(struct bl_api *a, struct bl_http_exchange *ex)
         call_free(c);
         return;
     }
-    if (kind == CALL_GET) {
+    if (kind == CALL_GET && c->index > 0 && c->wait_ms > 0) {
+        poll_start(c);
+    } else if (kind == CALL_GET) {
         kv_read(c);
     } else {
         kv_write(c);
     }
+}
+
+/* ---- watch ----------------------------------------------------------------------------------- */
+
+static bool method_is(struct bl_api *a, struct bl_http_exchange *ex, int method);
+
+static int watch_format(const struct bl_http_exchange *ex)
+{
+    size_t len;
+    const char *accept = bl_http_header_get(ex, "Accept", &len);
+    if (accept != NULL && memmem(accept, len, "text/event-stream", 17) != NULL) {
+        return BL_WATCH_SSE;
+    }
+    return want_format(ex) == BL_DOC_MSGPACK ? BL_WATCH_MSGPACK : BL_WATCH_NDJSON;
+}
+
+/* GET /v1/watch/{key}[?prefix][&rev=R]: the hub takes the exchange over. */
+static void handle_watch(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    struct bl_http_header h[BL_WATCH_MAX_HEADERS];
+    uint8_t key[BL_KEY_MAX];
+    size_t key_len, len;
+    uint64_t rev = 0, compact = 0;
+    const char *v;
+    bool prefix;
+    unsigned n;
+    int rv;
+
+    if (!method_is(a, ex, HTTP_GET)) {
+        return;
+    }
+    prefix = query_has(ex, "prefix", NULL, NULL);
+    if (decode_key(ex->path + strlen(WATCH_PREFIX), ex->path_len - strlen(WATCH_PREFIX), key,
+                   &key_len) != 0) {
+        respond_error(a, ex, BL_EBADREQ, "key must be 1..%d bytes, percent-encoded", BL_KEY_MAX);
+        return;
+    }
+    if (key_len == 0 && !prefix) {
+        respond_error(a, ex, BL_EBADREQ, "empty key (use ?prefix to watch every key)");
+        return;
+    }
+    if (query_has(ex, "rev", &v, &len) && (parse_u64(v, len, &rev) != 0 || rev == 0)) {
+        respond_error(a, ex, BL_EBADREQ, "rev must be a revision (1 or more)");
+        return;
+    }
+    if (a->hub == NULL) {
+        respond_error(a, ex, BL_ESHUTDOWN, "member is shutting down");
+        return;
+    }
+    n = standard_headers(a, h, BL_WATCH_MAX_HEADERS);
+    h[n++] = header("Cache-Control", "no-cache");
+    rv = bl_watch_start(a->hub, ex, key, key_len, prefix, rev, watch_format(ex), h, n, &compact);
+    if (rv == BL_OK) {
+        return;
+    }
+    if (rv != BL_ECOMPACTED) {
+        respond_error(a, ex, rv, "watch: %s", bl_strerror(rv));
+        return;
+    }
+    bl_doc_reset(&a->doc, want_format(ex));
+    bl_doc_map(&a->doc, 1);
+    bl_doc_key(&a->doc, "error");
+    bl_doc_map(&a->doc, 3);
+    bl_doc_key(&a->doc, "code");
+    bl_doc_cstr(&a->doc, bl_code_name(BL_ECOMPACTED));
+    bl_doc_key(&a->doc, "message");
+    bl_doc_cstr(&a->doc, "revision is older than the kept history (see compact_revision)");
+    bl_doc_key(&a->doc, "compact_revision");
+    bl_doc_uint(&a->doc, compact);
+    respond_doc(a, ex, bl_code_http_status(BL_ECOMPACTED), NULL, 0);
 }
 
 /* ---- transactions and leases ------------------------------------------------------------ */
@@ -2038,6 +2251,7 @@ static void publish_timer_cb(uv_timer_t *t)
     void *buf;
     size_t len;
 
+    poll_sweep(a);
     if (a->publishing || a->member == NULL || bl_member_is_leader(a->member) ||
         !bl_member_needs_publish(a->member) ||
         bl_member_leader_client_url(a->member, url, sizeof url) != 0) {
@@ -2087,7 +2301,7 @@ static bool method_is(struct bl_api *a, struct bl_http_exchange *ex, int method)
 
 void bl_api_handle(struct bl_http_exchange *ex, void *arg)
 {
-    static const char *const later[] = {"/v1/watch", "/metrics"};
+    static const char *const later[] = {"/metrics"};
     struct bl_api *a = arg;
 
     if (path_is(ex, "/healthz")) {
@@ -2131,6 +2345,8 @@ void bl_api_handle(struct bl_http_exchange *ex, void *arg)
         if (method_is(a, ex, HTTP_POST)) {
             handle_leader(a, ex);
         }
+    } else if (path_starts(ex, WATCH_PREFIX)) {
+        handle_watch(a, ex);
     } else if (path_is(ex, "/v1/txn")) {
         handle_txn(a, ex);
     } else if (path_is(ex, "/v1/lease") || path_is(ex, "/v1/leases") ||
@@ -2155,6 +2371,44 @@ void bl_api_handle(struct bl_http_exchange *ex, void *arg)
 /* ---- lifecycle
  * --------------------------------------------------------------------------------------- */
 
+static void revision_cb(void *arg, uint64_t revision)
+{
+    struct bl_api *a = arg;
+    if (a->hub != NULL) {
+        bl_watch_hub_notify(a->hub, revision);
+    }
+}
+
+/* The last of the API's parts has closed: close the HTTP server. */
+static void close_step(struct bl_api *a);
+
+static void hub_closed(void *arg)
+{
+    struct bl_api *a = arg;
+    a->hub = NULL;
+    a->hub_closing = false;
+    close_step(a);
+}
+
+/* Watches end ("shutdown") and long-polls answer 503; the hub stops using
+ * the member. Idempotent. */
+static void close_hub(struct bl_api *a)
+{
+    if (a->hub != NULL && !a->hub_closing) {
+        a->hub_closing = true;
+        bl_watch_hub_close(a->hub, hub_closed, a);
+    }
+}
+
+void bl_api_member_stopped(struct bl_api *a)
+{
+    if (a->member != NULL) {
+        bl_member_on_revision(a->member, NULL, NULL);
+    }
+    a->member = NULL;
+    close_hub(a);
+}
+
 int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
                  const struct bl_config *cfg, char *errmsg)
 {
@@ -2168,6 +2422,8 @@ int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
     };
     int rv;
 
+    struct bl_watch_opts wo = {.max_lag = cfg->watch_max_lag};
+
     memset(a, 0, sizeof *a);
     a->loop = loop;
     a->member = member;
@@ -2179,12 +2435,22 @@ int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
         bl_doc_free(&a->doc);
         return rv;
     }
-    rv = bl_http_server_start(loop, cfg->listen_client, &opts, bl_api_handle, a, &a->http, errmsg);
+    rv = bl_watch_hub_new(loop, member, &wo, &a->hub);
     if (rv != 0) {
+        snprintf(errmsg, BL_ERRMSG_SIZE, "watch hub: %s", bl_strerror(rv));
         bl_http_client_close(a->client);
         bl_doc_free(&a->doc);
         return rv;
     }
+    rv = bl_http_server_start(loop, cfg->listen_client, &opts, bl_api_handle, a, &a->http, errmsg);
+    if (rv != 0) {
+        a->closing = true; /* hub_closed() must not close the server */
+        bl_watch_hub_close(a->hub, hub_closed, a);
+        bl_http_client_close(a->client);
+        bl_doc_free(&a->doc);
+        return rv;
+    }
+    bl_member_on_revision(member, revision_cb, a);
     uv_timer_init(loop, &a->publish_timer);
     a->publish_timer.data = a;
     uv_timer_init(loop, &a->park_timer);
@@ -2202,23 +2468,35 @@ static void api_closed(void *arg)
     }
 }
 
+static void close_step(struct bl_api *a)
+{
+    if (a->closing && a->timers_open == 0 && a->hub == NULL && a->http != NULL) {
+        struct bl_http_server *http = a->http;
+        a->http = NULL;
+        bl_http_server_close(http, api_closed, a);
+    }
+}
+
 static void timer_closed(uv_handle_t *h)
 {
     struct bl_api *a = h->data;
-    if (--a->timers_open == 0) {
-        bl_http_server_close(a->http, api_closed, a);
-    }
+    a->timers_open--;
+    close_step(a);
 }
 
 void bl_api_close(struct bl_api *a, void (*cb)(void *arg), void *arg)
 {
     a->close_cb = cb;
     a->close_arg = arg;
+    if (a->member != NULL) {
+        bl_member_on_revision(a->member, NULL, NULL);
+    }
     a->member = NULL;
     a->closing = true;
+    a->timers_open = 2;
+    close_hub(a); /* before the server: its close waits for the watches' exchanges */
     park_timer_cb(&a->park_timer); /* answers every parked call: shutting down */
     bl_http_client_close(a->client);
-    a->timers_open = 2;
     uv_close((uv_handle_t *)&a->publish_timer, timer_closed);
     uv_close((uv_handle_t *)&a->park_timer, timer_closed);
 }

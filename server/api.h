@@ -20,6 +20,7 @@
 #include "http.h"
 #include "http_client.h"
 #include "member.h"
+#include "watch.h"
 
 struct bl_api {
     uv_loop_t *loop;
@@ -30,7 +31,10 @@ struct bl_api {
     struct bl_doc doc; /* scratch writer, reused by every reply */
     uv_timer_t publish_timer;
     uv_timer_t park_timer;
-    struct call *parked; /* requests waiting for a reachable leader */
+    struct call *parked;      /* requests waiting for a reachable leader */
+    struct bl_watch_hub *hub; /* watches and long-polls */
+    struct call *polls;       /* long-polls waiting on the hub */
+    bool hub_closing;
     bool closing;
     int timers_open;
     bool publishing;
@@ -47,6 +51,10 @@ int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
 
 /* Stop listening and close connections; @cb runs once everything is closed. */
 void bl_api_close(struct bl_api *a, void (*cb)(void *arg), void *arg);
+
+/* The member stopped (bl_member_on_stop): end watches and long-polls and
+ * stop using the member; requests get 503 from now on. */
+void bl_api_member_stopped(struct bl_api *a);
 
 /* Route one request (the HTTP server's handler; exposed for tests). */
 void bl_api_handle(struct bl_http_exchange *ex, void *arg);

@@ -60,7 +60,7 @@ static void api_closed(void *arg)
 static void member_stopped(void *arg)
 {
     struct daemon *d = arg;
-    d->api.member = NULL;
+    bl_api_member_stopped(&d->api);
 }
 
 /* Requests relayed to the new leader during the hand-off finish before the

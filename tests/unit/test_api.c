@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <msgpack.h>
 #include <netinet/in.h>
@@ -149,6 +150,8 @@ static void setup(void)
                     peer_addr,
                     "--initial-cluster",
                     initial_cluster,
+                    "--history-revisions",
+                    "20",
                     "--log-level",
                     "warn"};
 
@@ -183,6 +186,7 @@ static void setup(void)
     mc.snapshot_trailing = (unsigned)cfg.snapshot_trailing;
     mc.propose_timeout_ms = (unsigned)cfg.propose_timeout_ms;
     mc.quota_bytes = cfg.quota_bytes;
+    mc.history_revisions = cfg.history_revisions;
     member = NULL;
     member_done = api_done = false;
     rv = bl_member_start(&loop, &mc, &member, errmsg);
@@ -208,7 +212,7 @@ static void member_closed_cb(void *arg)
 
 static void teardown(void)
 {
-    api.member = NULL; /* as main's signal handler: new requests get 503 */
+    bl_api_member_stopped(&api); /* as main's stop hook: watches end, new requests get 503 */
     bl_member_close(member, member_closed_cb, NULL);
     ck_assert_msg(run_until(&api_done, WAIT_MS), "member %s, api not closed in time",
                   member_done ? "closed" : "not closed");
@@ -687,9 +691,7 @@ static void wait_leader(void)
 START_TEST(test_routing)
 {
     static const char *const not_impl[][2] = {
-        {"GET", "/v1/watch/x"},
         {"GET", "/metrics"},
-        {"GET", "/v1/watch/a/b?prefix"},
     };
     struct client c;
     struct resp r = {0};
@@ -1335,8 +1337,17 @@ START_TEST(test_bad_input)
         {"PUT", "/v1/kv/x?lease=abc", NULL, "lease must be"},
         {"PUT", "/v1/kv/x?ttl=2s&lease=3", NULL, "cannot be combined"},
         {"PUT", "/v1/kv/x?ttl=0s", NULL, "ttl must be"},
-        {"GET", "/v1/kv/x?wait=1s", NULL, "not supported"},
-        {"GET", "/v1/kv/x?wait=1s&index=3", NULL, "not supported"},
+        {"GET", "/v1/kv/x?wait=abc&index=3", NULL, "wait must be"},
+        {"GET", "/v1/kv/x?wait=&index=3", NULL, "wait must be"},
+        {"GET", "/v1/kv/x?wait=5d&index=3", NULL, "wait must be"},
+        {"GET", "/v1/kv/x?index=-1", NULL, "index must be"},
+        {"GET", "/v1/kv/x?index=", NULL, "index must be"},
+        {"PUT", "/v1/kv/x?index=3", NULL, "are for GET"},
+        {"DELETE", "/v1/kv/x?wait=1s", NULL, "are for GET"},
+        {"GET", "/v1/watch/", NULL, "empty key"},
+        {"GET", "/v1/watch/x?rev=abc", NULL, "rev must be"},
+        {"GET", "/v1/watch/x?rev=0", NULL, "rev must be"},
+        {"GET", "/v1/watch/%ZZ", NULL, "key must be"},
         {"PUT", "/v1/kv/x?prefix", NULL, "prefix"},
         {"GET", "/v1/kv/x?prefix&after=%ZZ", NULL, "after"},
         {"PUT", "/v1/kv/x",
@@ -1434,6 +1445,283 @@ START_TEST(test_too_large)
     ck_assert_uint_eq(store_revision(&c), rev);
 
     free(val);
+    resp_free(&r);
+    client_close(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Long-poll and watch */
+
+/* Whether @c has no bytes pending after stepping the loop for @ms. */
+static bool quiet_for(struct client *c, unsigned ms)
+{
+    uint64_t end = deadline(ms);
+    while (uv_hrtime() < end) {
+        client_pump(c);
+    }
+    return c->len == 0;
+}
+
+START_TEST(test_long_poll)
+{
+    struct client a, b, gone;
+    struct resp r = {0};
+    uint64_t r1, r2, r3, t0;
+    char target[128];
+
+    client_open(&a);
+    client_open(&b);
+    r1 = puts_(&b, "lp", "v1");
+
+    /* a change after ?index wakes the poll, which answers the GET of then */
+    snprintf(target, sizeof target, "/v1/kv/lp?index=%" PRIu64 "&wait=10s", r1);
+    send_req(&a, "GET", target, NULL, NULL, 0);
+    ck_assert_msg(quiet_for(&a, 200), "answered before any change");
+    puts_(&b, "lp-other", "x"); /* another key (even one it prefixes) does not */
+    ck_assert_msg(quiet_for(&a, 200), "woken by another key");
+    r2 = puts_(&b, "lp", "v2");
+    wait_reply(&a, &r);
+    ck_assert_int_eq(r.status, 200);
+    check_kv(r.json, "lp", 2, "v2", 2, r1, r2, 2);
+    ck_assert_uint_ge(hdr_u64(&r, "X-Ballast-Revision"), r2);
+
+    /* an index the key already moved past answers at once */
+    snprintf(target, sizeof target, "/v1/kv/lp?index=%" PRIu64 "&wait=10s", r1);
+    t0 = uv_hrtime();
+    get(&a, &r, target);
+    ck_assert_int_eq(r.status, 200);
+    check_kv(r.json, "lp", 2, "v2", 2, r1, r2, 2);
+    ck_assert_uint_lt(uv_hrtime() - t0, 2000000000ull);
+
+    /* no change: the wait passes and the current state comes back */
+    snprintf(target, sizeof target, "/v1/kv/lp?index=%" PRIu64 "&wait=300ms", r2);
+    t0 = uv_hrtime();
+    get(&a, &r, target);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_ge(uv_hrtime() - t0, 250000000ull);
+    check_kv(r.json, "lp", 2, "v2", 2, r1, r2, 2);
+
+    /* a prefix poll wakes on any key of the range; a delete wakes a key poll */
+    snprintf(target, sizeof target, "/v1/kv/lpp/?prefix&index=%" PRIu64 "&wait=10s", r2);
+    send_req(&a, "GET", target, NULL, NULL, 0);
+    ck_assert_msg(quiet_for(&a, 100), "prefix poll answered before any change");
+    r3 = puts_(&b, "lpp/x", "1");
+    wait_reply(&a, &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(ju(r.json, "count"), 1);
+    ck_assert_uint_eq(ju(r.json, "revision"), r3);
+    snprintf(target, sizeof target, "/v1/kv/lp?index=%" PRIu64 "&wait=10s", r3);
+    send_req(&a, "GET", target, NULL, NULL, 0);
+    ck_assert_msg(quiet_for(&a, 100), "answered before the delete");
+    req(&b, &r, "DELETE", "/v1/kv/lp", NULL, NULL, 0);
+    ck_assert_int_eq(r.status, 200);
+    wait_reply(&a, &r);
+    expect_error(&r, 404, "not_found");
+
+    /* a poll whose client goes away stops waiting (swept every second) */
+    client_open(&gone);
+    snprintf(target, sizeof target, "/v1/kv/lp?index=%" PRIu64 "&wait=60s", r3 + 10);
+    send_req(&gone, "GET", target, NULL, NULL, 0);
+    run_for(50);
+    ck_assert_uint_eq(bl_watch_hub_waits(api.hub), 1);
+    client_close(&gone);
+    t0 = deadline(3000);
+    while (bl_watch_hub_waits(api.hub) > 0 && uv_hrtime() < t0) {
+        step(-1);
+    }
+    ck_assert_uint_eq(bl_watch_hub_waits(api.hub), 0);
+
+    /* one left waiting when the member stops gets 503 (teardown) */
+    send_req(&a, "GET", target, NULL, NULL, 0);
+    run_for(20);
+    ck_assert_uint_eq(bl_watch_hub_waits(api.hub), 1);
+    resp_free(&r);
+    client_close(&a);
+    client_close(&b);
+}
+END_TEST
+
+/* A chunked stream being read: its head, and the body so far (dechunked). */
+struct stream {
+    char head[2048];
+    char *body;
+    size_t len;
+    bool ended;
+};
+
+/* Move whatever whole chunks @c holds into @s. */
+static void stream_take(struct client *c, struct stream *s)
+{
+    char *end;
+    if (s->head[0] == '\0') {
+        end = memmem(c->buf, c->len, "\r\n\r\n", 4);
+        if (end == NULL) {
+            return;
+        }
+        size_t n = (size_t)(end - c->buf) + 4;
+        ck_assert_uint_lt(n, sizeof s->head);
+        memcpy(s->head, c->buf, n);
+        s->head[n] = '\0';
+        memmove(c->buf, c->buf + n, c->len - n);
+        c->len -= n;
+    }
+    while (!s->ended) {
+        char *eol = memmem(c->buf, c->len, "\r\n", 2);
+        size_t size, line;
+        if (eol == NULL) {
+            return;
+        }
+        size = strtoul(c->buf, NULL, 16);
+        line = (size_t)(eol - c->buf) + 2;
+        if (c->len < line + size + 2) {
+            return;
+        }
+        s->body = realloc(s->body, s->len + size + 1);
+        ck_assert_ptr_nonnull(s->body);
+        memcpy(s->body + s->len, c->buf + line, size);
+        s->len += size;
+        s->body[s->len] = '\0';
+        memmove(c->buf, c->buf + line + size + 2, c->len - line - size - 2);
+        c->len -= line + size + 2;
+        s->ended = size == 0;
+    }
+}
+
+/* Read @s until it holds @n lines that start with @lead (bounded). */
+static void stream_lines(struct client *c, struct stream *s, const char *lead, unsigned n)
+{
+    uint64_t end = deadline(WAIT_MS);
+    for (;;) {
+        unsigned have = 0;
+        stream_take(c, s);
+        for (const char *p = s->body; p != NULL && p < s->body + s->len;) {
+            const char *nl = strchr(p, '\n');
+            if (nl == NULL) {
+                break;
+            }
+            have += strncmp(p, lead, strlen(lead)) == 0;
+            p = nl + 1;
+        }
+        if (have >= n) {
+            return;
+        }
+        ck_assert_msg(!c->eof && !s->ended, "stream ended with %u of %u events: %s", have, n,
+                      s->body ? s->body : "");
+        ck_assert_msg(uv_hrtime() < end, "%u of %u events in time: %s", have, n,
+                      s->body ? s->body : "");
+        client_pump(c);
+    }
+}
+
+/* The @i-th NDJSON line of @s, parsed (the caller frees it). */
+static json_t *stream_event(const struct stream *s, unsigned i)
+{
+    const char *p = s->body;
+    json_error_t err;
+    json_t *j;
+    for (unsigned k = 0; k < i; k++) {
+        p = strchr(p, '\n') + 1;
+    }
+    j = json_loadb(p, (size_t)(strchr(p, '\n') - p), 0, &err);
+    ck_assert_msg(j != NULL, "event %u: %s", i, err.text);
+    return j;
+}
+
+static void check_event(const struct stream *s, unsigned i, const char *type, const char *key,
+                        const char *val, uint64_t rev)
+{
+    json_t *e = stream_event(s, i);
+    const json_t *kv = jfield(e, "kv");
+    ck_assert_str_eq(js(e, "type"), type);
+    ck_assert_uint_eq(ju(e, "revision"), rev);
+    ck_assert_str_eq(js(kv, "key"), b64(key, strlen(key)));
+    ck_assert_uint_eq(ju(kv, "mod_revision"), rev);
+    if (val != NULL) {
+        ck_assert_str_eq(js(kv, "value"), b64(val, strlen(val)));
+    } else {
+        ck_assert_ptr_null(json_object_get(kv, "value"));
+    }
+    json_decref(e);
+}
+
+START_TEST(test_watch_stream)
+{
+    struct client c, w, sse;
+    struct resp r = {0};
+    struct stream s = {0}, s2 = {0};
+    uint64_t r1, r2, r3, r4, r5, oldest;
+    char target[128];
+
+    client_open(&c);
+    client_open(&w);
+    client_open(&sse);
+    r1 = puts_(&c, "wa", "1");
+    r2 = puts_(&c, "wb", "x");
+    r3 = puts_(&c, "wa", "2");
+    req(&c, &r, "DELETE", "/v1/kv/wa", NULL, NULL, 0);
+    ck_assert_int_eq(r.status, 200);
+    r4 = ju(r.json, "revision");
+
+    /* from a past revision: that key's events, in order, then live ones */
+    snprintf(target, sizeof target, "/v1/watch/wa?rev=%" PRIu64, r1);
+    send_req(&w, "GET", target, NULL, NULL, 0);
+    stream_lines(&w, &s, "{", 3);
+    ck_assert_msg(strncmp(s.head, "HTTP/1.1 200", 12) == 0, "%s", s.head);
+    ck_assert_ptr_nonnull(strcasestr(s.head, "Content-Type: application/x-ndjson"));
+    ck_assert_ptr_nonnull(strcasestr(s.head, "Transfer-Encoding: chunked"));
+    ck_assert_ptr_nonnull(strcasestr(s.head, "X-Ballast-Revision:"));
+    check_event(&s, 0, "put", "wa", "1", r1);
+    check_event(&s, 1, "put", "wa", "2", r3);
+    check_event(&s, 2, "delete", "wa", NULL, r4);
+    r5 = puts_(&c, "wa", "3");
+    stream_lines(&w, &s, "{", 4);
+    check_event(&s, 3, "put", "wa", "3", r5);
+
+    /* a prefix as SSE: every key of the range */
+    snprintf(target, sizeof target, "/v1/watch/w?prefix&rev=%" PRIu64, r1);
+    send_req(&sse, "GET", target, "Accept: text/event-stream\r\n", NULL, 0);
+    stream_lines(&sse, &s2, "data: {", 5);
+    ck_assert_ptr_nonnull(strcasestr(s2.head, "Content-Type: text/event-stream"));
+    ck_assert_msg(strstr(s2.body, "\"revision\":") != NULL, "%s", s2.body);
+    (void)r2;
+
+    /* below the kept history (20 revisions here): 410 with the oldest kept */
+    for (unsigned i = 0; i < 25; i++) {
+        puts_(&c, "filler", "f");
+    }
+    get(&c, &r, "/v1/watch/wa?rev=1");
+    ck_assert_int_eq(r.status, 410);
+    ck_assert_str_eq(js(jfield(r.json, "error"), "code"), "compacted");
+    oldest = ju(jfield(r.json, "error"), "compact_revision");
+    ck_assert_uint_gt(oldest, 1);
+    snprintf(target, sizeof target, "/v1/watch/wa?rev=%" PRIu64, oldest);
+    send_req(&c, "GET", target, NULL, NULL, 0);
+    client_pump(&c);
+    run_for(50);
+    client_pump(&c);
+    ck_assert_msg(c.len > 12 && strncmp(c.buf, "HTTP/1.1 200", 12) == 0, "oldest kept: %.*s",
+                  (int)c.len, c.buf);
+
+    resp_free(&r);
+    free(s.body);
+    free(s2.body);
+    client_close(&w);
+    /* c and sse stay open: teardown ends their streams ("shutdown") */
+    ck_assert_uint_ge(bl_watch_hub_count(api.hub), 1);
+    client_close(&sse);
+    client_close(&c);
+}
+END_TEST
+
+START_TEST(test_watch_method)
+{
+    struct client c;
+    struct resp r = {0};
+    client_open(&c);
+    req(&c, &r, "POST", "/v1/watch/wa", NULL, NULL, 0);
+    expect_error(&r, 405, "bad_request");
+    ck_assert_str_eq(hdr_req(&r, "Allow"), "GET");
     resp_free(&r);
     client_close(&c);
 }
@@ -1695,6 +1983,9 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_idempotency);
     tcase_add_test(tc, test_headers);
     tcase_add_test(tc, test_malformed_http);
+    tcase_add_test(tc, test_long_poll);
+    tcase_add_test(tc, test_watch_stream);
+    tcase_add_test(tc, test_watch_method);
     suite_add_tcase(s, tc);
     return s;
 }
