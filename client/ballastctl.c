@@ -23,6 +23,18 @@
  * short timeouts), and status also asks every member the member table
  * names that was not listed, so a dead member still gets its row.
  *
+ * txn FILE reads the txn document as JSON (the HTTP body's shape, keys
+ * and values base64) with jansson, checks it and builds it with the
+ * library's txn builder (a malformed document is bad usage, exit 2); -o
+ * json sends the document as written and prints the server's answer.
+ * watch prints events as they come (flushed one by one, so a pipe sees
+ * them at once) until interrupted, and exits 1 on a cancel or a compacted
+ * revision; -o json prints each event as the API's NDJSON would (base64
+ * keys and values, rendered here: a stream cannot go through
+ * ballast_raw_request()). lease keepalive loops at a third of the TTL.
+ * get --wait/--index long-polls (with -o json the client's timeouts are
+ * stretched by the wait).
+ *
  * Exit status: 0 success, 1 a server or connection error (a message
  * "ballastctl: <what>: <why>" on stderr), 2 bad usage (a usage line). */
 #ifndef _GNU_SOURCE
@@ -36,6 +48,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <time.h>
 #include <unistd.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -52,8 +67,10 @@
 #define EXIT_FAIL         1
 #define EXIT_USAGE        2
 #define DEFAULT_PEER_URL  "127.0.0.1:8380"
-#define PROMOTE_TIMEOUT   60000  /* ms: the server waits for the learner to catch up */
-#define SNAPSHOT_TIMEOUT  300000 /* ms: the server builds the whole backup first */
+#define PROMOTE_TIMEOUT   60000              /* ms: the server waits for the learner to catch up */
+#define SNAPSHOT_TIMEOUT  300000             /* ms: the server builds the whole backup first */
+#define WAIT_MAX_MS       600000             /* get --wait: the server's cap (10 min) */
+#define TXN_FILE_MAX      (16 * 1024 * 1024) /* a txn document */
 
 enum fmt { FMT_TEXT, FMT_SIMPLE, FMT_TABLE, FMT_JSON };
 
@@ -66,11 +83,21 @@ struct args {
     int prefix, keys_only, count_only, serializable;
     unsigned long long limit; /* 0: no limit */
     int limit_set;
-    int voter;                       /* members add --voter */
-    uint64_t id;                     /* --id, 0: not given */
-    const char *data_dir;            /* snapshot restore --data-dir */
-    const char *name;                /* snapshot restore --name */
-    const char *peer_url;            /* snapshot restore --peer-url */
+    int voter;            /* members add --voter */
+    uint64_t id;          /* --id, 0: not given */
+    const char *data_dir; /* snapshot restore --data-dir */
+    const char *name;     /* snapshot restore --name */
+    const char *peer_url; /* snapshot restore --peer-url */
+    int64_t rev;          /* watch --rev, 0: from now */
+    int rev_set;
+    unsigned wait_ms; /* get --wait */
+    int wait_set;
+    int64_t index; /* get --index */
+    int index_set;
+    int64_t lease;                   /* put --lease, 0: none */
+    unsigned ttl_ms;                 /* put --ttl, 0: none */
+    int once;                        /* lease keepalive --once */
+    int keys;                        /* lease get --keys */
     const char *bad_flag;            /* the first unknown flag, NULL if none */
     const char *pos[MAX_POSITIONAL]; /* the command and its arguments */
     int npos;
@@ -78,8 +105,9 @@ struct args {
 
 static const char USAGE[] =
     "usage: ballastctl [--endpoints HOST:PORT,...] [-o text|simple|table|json] [--timeout D]\n"
-    "                  <put|get|del|status|members list|add|remove|promote|leader transfer|\n"
-    "                   snapshot save|restore|health> [args] [flags]\n";
+    "                  <put|get|del|txn|watch|lease grant|keepalive|revoke|get|list|status|\n"
+    "                   members list|add|remove|promote|leader transfer|snapshot save|restore|\n"
+    "                   health> [args] [flags]\n";
 
 static const char HELP[] =
     "ballastctl: command-line client of the Ballast key-value store.\n"
@@ -89,6 +117,9 @@ static const char HELP[] =
     "Commands:\n"
     "  put KEY VALUE          store VALUE under KEY; VALUE \"-\" reads it from stdin.\n"
     "                         Prints OK.\n"
+    "    --lease ID           attach KEY to lease ID (a put without it detaches)\n"
+    "    --ttl DURATION       give KEY a lease of its own with this TTL (e.g. 30s); prints\n"
+    "                         \"lease ID\" after OK. Not with --lease.\n"
     "  get KEY                print KEY and its value, each followed by a newline.\n"
     "                         A missing key prints nothing, says \"ballastctl: get KEY: not\n"
     "                         found\" on stderr and exits 1.\n"
@@ -99,8 +130,42 @@ static const char HELP[] =
     "    --limit N            at most N keys (with --prefix)\n"
     "    --serializable       read the member's own state (may be stale) instead of a\n"
     "                         linearizable read\n"
+    "    --index R            long-poll: answer once KEY (with --prefix: a key of the\n"
+    "                         range) changed after revision R, or when --wait passed\n"
+    "    --wait DURATION      the longest wait of --index (default 5m, at most 10m); the\n"
+    "                         revision to pass next is the X-Ballast-Revision of the\n"
+    "                         answer (-o json: mod_revision / revision)\n"
     "  del KEY [--prefix]     delete KEY (or every key starting with it); prints how many\n"
     "                         keys were deleted. An absent key is not an error.\n"
+    "  txn FILE               run the transaction in FILE (- for stdin): JSON as the HTTP\n"
+    "                         body, {\"compare\": [...], \"success\": [...], \"failure\": [...]},\n"
+    "                         keys and values base64, e.g.\n"
+    "                           {\"compare\": [{\"key\": \"Y250\", \"target\": \"mod\", \"op\": "
+    "\"==\",\n"
+    "                                        \"number\": 7}],\n"
+    "                            \"success\": [{\"put\": {\"key\": \"Y250\", \"value\": "
+    "\"OA==\"}}],\n"
+    "                            \"failure\": [{\"get\": {\"key\": \"Y250\"}}]}\n"
+    "                         Prints \"succeeded: true|false\", \"revision: R\", then one line\n"
+    "                         per result (\"put: OK\", \"delete: N deleted\", \"get: N of C\n"
+    "                         keys\" followed by the keys and values). A txn whose compares\n"
+    "                         fail exits 0. A malformed FILE exits 2.\n"
+    "  watch KEY [--prefix] [--rev R]\n"
+    "                         print the changes to KEY (or every key starting with it)\n"
+    "                         from revision R (default: from now) until interrupted:\n"
+    "                         \"PUT\", the key and the value, or \"DELETE\" and the key, one\n"
+    "                         per line (-o json: one event per line, as the API's NDJSON,\n"
+    "                         progress events included). A lost connection resumes on the\n"
+    "                         next endpoint without repeating or losing events. Exits 1\n"
+    "                         when the server cancels the watch or R is compacted.\n"
+    "  lease grant TTL [--id N]\n"
+    "                         grant a lease of TTL seconds (or 30s, 5m); prints its id\n"
+    "  lease keepalive ID [--once]\n"
+    "                         keep lease ID alive (every third of its TTL) until\n"
+    "                         interrupted, or once; exits 1 when it expired\n"
+    "  lease revoke ID        revoke lease ID, deleting its keys\n"
+    "  lease get ID [--keys]  its TTL, the time left, and with --keys its keys\n"
+    "  lease list             every lease\n"
     "  status                 one row per member: asks every endpoint, and every member of\n"
     "                         the member table not among them, each on its own; exits 1\n"
     "                         only if none answered.\n"
@@ -125,8 +190,6 @@ static const char HELP[] =
     "                         members then join it with --join (docs/backup.md).\n"
     "  health                 GET /healthz and /readyz on every endpoint; exits 1 if any\n"
     "                         endpoint is unhealthy or not ready.\n"
-    "\n"
-    "Not supported by this version (they exit 2): txn, watch, lease.\n"
     "\n"
     "Global flags (before or after the command; \"--\" ends the flags):\n"
     "  --endpoints HOST:PORT,...  members to talk to, in order of preference; the\n"
@@ -223,7 +286,9 @@ static const struct {
     {"-h", 0},       {"--help", 0},      {"--endpoints", 1},  {"--endpoint", 1},     {"-o", 1},
     {"--output", 1}, {"-w", 1},          {"--write-out", 1},  {"--timeout", 1},      {"--limit", 1},
     {"--prefix", 0}, {"--keys-only", 0}, {"--count-only", 0}, {"--serializable", 0}, {"--voter", 0},
-    {"--id", 1},     {"--data-dir", 1},  {"--name", 1},       {"--peer-url", 1},
+    {"--id", 1},     {"--data-dir", 1},  {"--name", 1},       {"--peer-url", 1},     {"--rev", 1},
+    {"--wait", 1},   {"--index", 1},     {"--lease", 1},      {"--ttl", 1},          {"--once", 0},
+    {"--keys", 0},
 };
 
 static int find_flag(const char *name)
@@ -246,6 +311,19 @@ static int parse_id(const char *s, uint64_t *id)
         return -1;
     }
     *id = v;
+    return 0;
+}
+
+/* Parse a revision or lease id (decimal, 0..2^63-1). Returns 0 or -1. */
+static int parse_i64(const char *s, int64_t *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || x > INT64_MAX) {
+        return -1;
+    }
+    *v = (int64_t)x;
     return 0;
 }
 
@@ -341,6 +419,33 @@ static int parse_args(int argc, char **argv, struct args *a)
             a->name = value;
         } else if (strcmp(name, "--peer-url") == 0) {
             a->peer_url = value;
+        } else if (strcmp(name, "--rev") == 0) {
+            if (parse_i64(value, &a->rev) != 0) {
+                return usage_error("bad --rev \"%s\" (want a revision >= 0)", value);
+            }
+            a->rev_set = 1;
+        } else if (strcmp(name, "--wait") == 0) {
+            if (parse_duration(value, &a->wait_ms) != 0 || a->wait_ms > WAIT_MAX_MS) {
+                return usage_error("bad --wait \"%s\" (e.g. 30s, 5m; at most 10m)", value);
+            }
+            a->wait_set = 1;
+        } else if (strcmp(name, "--index") == 0) {
+            if (parse_i64(value, &a->index) != 0) {
+                return usage_error("bad --index \"%s\" (want a revision >= 0)", value);
+            }
+            a->index_set = 1;
+        } else if (strcmp(name, "--lease") == 0) {
+            if (parse_i64(value, &a->lease) != 0 || a->lease == 0) {
+                return usage_error("bad --lease \"%s\" (want a lease id >= 1)", value);
+            }
+        } else if (strcmp(name, "--ttl") == 0) {
+            if (parse_duration(value, &a->ttl_ms) != 0) {
+                return usage_error("bad --ttl \"%s\" (e.g. 30s, 5m)", value);
+            }
+        } else if (strcmp(name, "--once") == 0) {
+            a->once = 1;
+        } else if (strcmp(name, "--keys") == 0) {
+            a->keys = 1;
         }
     }
     return 0;
@@ -368,7 +473,7 @@ static char *printable(const char *p, size_t n)
 }
 
 /* Write @s as a JSON string. */
-static void json_string(FILE *f, const char *s)
+static void print_json_string(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
@@ -517,8 +622,9 @@ static void table_print(const struct table *t, enum fmt fmt)
 
 /* --- put / get / del ---------------------------------------------------- */
 
-/* Read all of stdin into a buffer to free with free(). */
-static char *read_stdin(size_t *len)
+/* Read all of stdin into a buffer to free with free(); @what names the
+ * command in messages. */
+static char *read_stdin(const char *what, size_t *len)
 {
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
@@ -527,7 +633,7 @@ static char *read_stdin(size_t *len)
         n += r;
         if (r == 0) {
             if (ferror(stdin)) {
-                fprintf(stderr, "ballastctl: put: reading stdin: %s\n", strerror(errno));
+                fprintf(stderr, "ballastctl: %s: reading stdin: %s\n", what, strerror(errno));
                 free(buf);
                 return NULL;
             }
@@ -536,7 +642,7 @@ static char *read_stdin(size_t *len)
         }
         if (n == cap) {
             if (cap >= STDIN_MAX) {
-                fprintf(stderr, "ballastctl: put: value on stdin is over %d bytes\n", STDIN_MAX);
+                fprintf(stderr, "ballastctl: %s: stdin is over %d bytes\n", what, STDIN_MAX);
                 free(buf);
                 return NULL;
             }
@@ -549,7 +655,7 @@ static char *read_stdin(size_t *len)
             cap *= 2;
         }
     }
-    fprintf(stderr, "ballastctl: put: out of memory\n");
+    fprintf(stderr, "ballastctl: %s: out of memory\n", what);
     return NULL;
 }
 
@@ -599,20 +705,36 @@ static int cmd_put(struct ballast_client *c, const struct args *a)
     char *owned = NULL;
     int rv;
     if (strcmp(value, "-") == 0) {
-        owned = read_stdin(&vlen);
+        owned = read_stdin("put", &vlen);
         if (!owned) {
             return EXIT_FAIL;
         }
         value = owned;
     }
+    struct ballast_put_opts o = BALLAST_PUT_OPTS_INIT;
+    struct ballast_put_result r;
+    o.lease = a->lease;
+    o.ttl_ms = a->ttl_ms;
     if (a->fmt == FMT_JSON) {
-        char *t = kv_target(key, klen, "");
+        char q[64] = "";
+        if (a->lease) {
+            snprintf(q, sizeof q, "?lease=%lld", (long long)a->lease);
+        } else if (a->ttl_ms % 1000 == 0 && a->ttl_ms) {
+            snprintf(q, sizeof q, "?ttl=%us", a->ttl_ms / 1000);
+        } else if (a->ttl_ms) {
+            snprintf(q, sizeof q, "?ttl=%ums", a->ttl_ms);
+        }
+        char *t = kv_target(key, klen, q);
         rv = t ? raw_json(c, "put", key, klen, "PUT", t, value, vlen) : EXIT_FAIL;
         free(t);
-    } else if (ballast_put(c, key, klen, value, vlen, NULL, NULL) != 0) {
+    } else if (ballast_put(c, key, klen, value, vlen, &o, &r) != 0) {
         rv = fail(c, "put", key, klen);
     } else {
         puts("OK");
+        if (a->ttl_ms && r.lease) {
+            printf("lease %lld\n", (long long)r.lease);
+        }
+        ballast_put_result_free(&r);
         rv = EXIT_OK;
     }
     free(owned);
@@ -652,12 +774,29 @@ static int print_kvs(const struct ballast_kv *kvs, size_t n, const struct args *
     return 0;
 }
 
+/* Append "&wait=D&index=R" of get --wait/--index to @q (@n bytes). */
+static void wait_query(const struct args *a, char *q, size_t n)
+{
+    if (a->wait_set) {
+        if (a->wait_ms % 1000 == 0) {
+            snprintf(q, n, "&wait=%us", a->wait_ms / 1000);
+        } else {
+            snprintf(q, n, "&wait=%ums", a->wait_ms);
+        }
+        n -= strlen(q);
+        q += strlen(q);
+    }
+    if (a->index_set) {
+        snprintf(q, n, "&index=%lld", (long long)a->index);
+    }
+}
+
 static int cmd_get_prefix(struct ballast_client *c, const struct args *a, const char *key,
                           size_t klen)
 {
     int consistency = a->serializable ? BALLAST_SERIALIZABLE : BALLAST_LINEARIZABLE;
     if (a->fmt == FMT_JSON) {
-        char q[96];
+        char q[160];
         unsigned long long lim = a->limit > 10000 ? 10000 : a->limit;
         snprintf(q, sizeof q, "?prefix");
         if (lim > 0) {
@@ -665,6 +804,7 @@ static int cmd_get_prefix(struct ballast_client *c, const struct args *a, const 
         }
         snprintf(q + strlen(q), sizeof q - strlen(q), "%s%s%s", a->keys_only ? "&keys" : "",
                  a->count_only ? "&count" : "", a->serializable ? "&consistency=serializable" : "");
+        wait_query(a, q + strlen(q), sizeof q - strlen(q));
         char *t = kv_target(key, klen, q);
         int rv = t ? raw_json(c, "get", key, klen, "GET", t, NULL, 0) : EXIT_FAIL;
         free(t);
@@ -680,6 +820,8 @@ static int cmd_get_prefix(struct ballast_client *c, const struct args *a, const 
     o.keys_only = a->keys_only;
     o.count_only = a->count_only;
     o.consistency = consistency;
+    o.index = a->index; /* a long-poll: the first page waits, the others do not */
+    o.wait_ms = a->wait_ms;
     for (;;) {
         unsigned long long left = a->limit ? a->limit - got : PAGE_LIMIT;
         o.limit = (unsigned)(left < PAGE_LIMIT ? left : PAGE_LIMIT);
@@ -713,6 +855,8 @@ static int cmd_get_prefix(struct ballast_client *c, const struct args *a, const 
             after = na;
             o.after = after;
             o.after_len = last->key_len;
+            o.index = 0;
+            o.wait_ms = 0;
         }
         ballast_range_result_free(&r);
         if (!again) {
@@ -734,15 +878,24 @@ static int cmd_get(struct ballast_client *c, const struct args *a)
     if (a->prefix) {
         return cmd_get_prefix(c, a, key, klen);
     }
-    int consistency = a->serializable ? BALLAST_SERIALIZABLE : BALLAST_LINEARIZABLE;
+    struct ballast_get_opts go = {0};
+    go.consistency = a->serializable ? BALLAST_SERIALIZABLE : BALLAST_LINEARIZABLE;
+    go.index = a->index;
+    go.wait_ms = a->wait_ms;
     if (a->fmt == FMT_JSON) {
-        char *t = kv_target(key, klen, a->serializable ? "?consistency=serializable" : "");
+        char q[128];
+        snprintf(q, sizeof q, "%s", a->serializable ? "?consistency=serializable" : "");
+        wait_query(a, q + strlen(q), sizeof q - strlen(q));
+        if (q[0] == '&') {
+            q[0] = '?';
+        }
+        char *t = kv_target(key, klen, q);
         int rv = t ? raw_json(c, "get", key, klen, "GET", t, NULL, 0) : EXIT_FAIL;
         free(t);
         return rv;
     }
     struct ballast_kv *kv;
-    int rv = ballast_get(c, key, klen, consistency, &kv);
+    int rv = ballast_get_wait(c, key, klen, &go, &kv, NULL);
     if (rv == BALLAST_ENOTFOUND) {
         fprintf(stderr, "ballastctl: get %s: not found\n", key);
         return EXIT_FAIL;
@@ -895,7 +1048,7 @@ static int cmd_status(struct ballast_client *c, const struct args *a)
                 }
             }
             printf("%s\n{\"endpoint\":", i ? "," : "");
-            json_string(stdout, rows[i].endpoint);
+            print_json_string(stdout, rows[i].endpoint);
             if (r == 0) {
                 fputs(",\"status\":", stdout);
                 while (len > 0 &&
@@ -905,7 +1058,7 @@ static int cmd_status(struct ballast_client *c, const struct args *a)
                 fwrite(body, 1, len, stdout);
             } else {
                 fputs(",\"error\":", stdout);
-                json_string(stdout, rows[i].err);
+                print_json_string(stdout, rows[i].err);
             }
             fputs("}", stdout);
             ballast_free(body);
@@ -1031,12 +1184,12 @@ static int cmd_health(struct ballast_client *c, const struct args *a)
         }
         if (a->fmt == FMT_JSON) {
             printf("%s\n{\"endpoint\":", i ? "," : "");
-            json_string(stdout, ep);
+            print_json_string(stdout, ep);
             printf(",\"health\":%s,\"ready\":%s", healthy ? "true" : "false",
                    ready ? "true" : "false");
             if (!ready) {
                 fputs(",\"error\":", stdout);
-                json_string(stdout, err);
+                print_json_string(stdout, err);
             }
             fputs("}", stdout);
         } else if (!healthy) {
@@ -1099,13 +1252,13 @@ static int cmd_leader_transfer(struct ballast_client *c, const struct args *a)
 static void print_member_json(const struct ballast_member *m)
 {
     printf("{\"id\":%llu,\"name\":", (unsigned long long)m->id);
-    json_string(stdout, m->name);
+    print_json_string(stdout, m->name);
     fputs(",\"peer_url\":", stdout);
-    json_string(stdout, m->peer_url);
+    print_json_string(stdout, m->peer_url);
     fputs(",\"client_url\":", stdout);
-    json_string(stdout, m->client_url);
+    print_json_string(stdout, m->client_url);
     fputs(",\"role\":", stdout);
-    json_string(stdout, m->role);
+    print_json_string(stdout, m->role);
     printf(",\"reachable\":%s,\"match_index\":%llu}\n", m->reachable ? "true" : "false",
            (unsigned long long)m->match_index);
 }
@@ -1230,11 +1383,11 @@ static int cmd_snapshot_save(struct ballast_client *c, const struct args *a)
     uint64_t size = info.image_len + BL_BACKUP_HEADER;
     if (a->fmt == FMT_JSON) {
         fputs("{\"path\":", stdout);
-        json_string(stdout, file);
+        print_json_string(stdout, file);
         printf(",\"revision\":%" PRIu64 ",\"applied_index\":%" PRIu64 ",\"size\":%" PRIu64
                ",\"checksum\":\"%016" PRIx64 "\",\"endpoint\":",
                info.revision, info.applied_index, size, info.checksum);
-        json_string(stdout, ballast_current_endpoint(c));
+        print_json_string(stdout, ballast_current_endpoint(c));
         fputs("}\n", stdout);
     } else {
         char hb[32];
@@ -1269,11 +1422,11 @@ static int cmd_snapshot_restore(const struct args *a)
     }
     if (a->fmt == FMT_JSON) {
         fputs("{\"data_dir\":", stdout);
-        json_string(stdout, a->data_dir);
+        print_json_string(stdout, a->data_dir);
         printf(",\"id\":%" PRIu64 ",\"name\":", id);
-        json_string(stdout, nm);
+        print_json_string(stdout, nm);
         fputs(",\"peer_url\":", stdout);
-        json_string(stdout, peer);
+        print_json_string(stdout, peer);
         printf(",\"revision\":%" PRIu64 ",\"applied_index\":%" PRIu64 "}\n", info.revision,
                info.applied_index);
         return EXIT_OK;
@@ -1291,20 +1444,619 @@ static int cmd_snapshot_restore(const struct args *a)
     return EXIT_OK;
 }
 
-/* --- main --------------------------------------------------------------- */
+/* --- base64 (keys and values in the API's JSON) ---------------------------- */
 
-/* Whether the command is one this version does not implement. */
-static int unsupported(const struct args *a)
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* Write @n bytes at @p as standard padded base64. */
+static void b64_print(FILE *f, const char *p, size_t n)
 {
-    static const char *const cmds[] = {"txn", "watch", "lease"};
-    const char *cmd = a->pos[0];
-    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-        if (strcmp(cmd, cmds[i]) == 0) {
-            return 1;
+    const unsigned char *s = (const unsigned char *)p;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)s[i] << 16;
+        v |= i + 1 < n ? (unsigned)s[i + 1] << 8 : 0;
+        v |= i + 2 < n ? s[i + 2] : 0;
+        fputc(B64[(v >> 18) & 63], f);
+        fputc(B64[(v >> 12) & 63], f);
+        fputc(i + 1 < n ? B64[(v >> 6) & 63] : '=', f);
+        fputc(i + 2 < n ? B64[v & 63] : '=', f);
+    }
+}
+
+/* Decode standard base64 @s (padding optional) into a new buffer of *@n
+ * bytes (NUL-terminated, to free()). NULL when @s is not base64 or out of
+ * memory (*@n is then (size_t)-1 for the former). */
+static char *b64_decode(const char *s, size_t *n)
+{
+    size_t len = strlen(s);
+    while (len > 0 && s[len - 1] == '=') {
+        len--;
+    }
+    *n = (size_t)-1;
+    if (len % 4 == 1 || strlen(s) - len > 2) {
+        return NULL;
+    }
+    char *out = malloc(len / 4 * 3 + 3 + 1);
+    if (!out) {
+        *n = 0;
+        return NULL;
+    }
+    size_t o = 0;
+    unsigned v = 0, bits = 0;
+    for (size_t i = 0; i < len; i++) {
+        const char *d = strchr(B64, s[i]);
+        if (!d || !s[i]) {
+            free(out);
+            return NULL;
+        }
+        v = (v << 6) | (unsigned)(d - B64);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[o++] = (char)((v >> bits) & 0xff);
+        }
+    }
+    out[o] = '\0';
+    *n = o;
+    return out;
+}
+
+/* --- txn ------------------------------------------------------------------ */
+
+/* The ops of the list that ran, as far as printing needs them. */
+struct txn_ops {
+    int keys_only[2][128 + 1]; /* per list: get with "keys" */
+    size_t n[2];
+};
+
+/* Read all of @path ("-": stdin) into a NUL-terminated buffer to free(). */
+static char *read_file(const char *path, size_t *len)
+{
+    if (strcmp(path, "-") == 0) {
+        return read_stdin("txn", len);
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "ballastctl: txn %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t r = fread(buf + n, 1, cap - n - 1, f);
+        n += r;
+        if (r == 0) {
+            break;
+        }
+        if (n + 1 == cap) {
+            char *nb = cap < TXN_FILE_MAX ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (!buf || err) {
+        fprintf(stderr, "ballastctl: txn %s: %s\n", path,
+                err ? "read error" : "too large or out of memory");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* A base64 field @name of @o into a new buffer (free()); @what names it
+ * for messages. Absent and not @required: "" of length 0. */
+static char *txn_bytes(const json_t *o, const char *name, int required, size_t *n, const char *what,
+                       char *err, size_t errlen)
+{
+    const json_t *v = json_object_get(o, name);
+    *n = 0;
+    if (!v && !required) {
+        return strdup("");
+    }
+    if (!json_is_string(v)) {
+        snprintf(err, errlen, "%s: \"%s\" must be a base64 string", what, name);
+        return NULL;
+    }
+    char *d = b64_decode(json_string_value(v), n);
+    if (!d) {
+        snprintf(err, errlen, "%s: \"%s\" is not base64", what, name);
+    }
+    return d;
+}
+
+/* Check that object @o holds only the fields listed in @known. */
+static int only_fields(const json_t *o, const char *const *known, const char *what, char *err,
+                       size_t errlen)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)o, k, v)
+    {
+        size_t i = 0;
+        while (known[i] && strcmp(known[i], k) != 0) {
+            i++;
+        }
+        if (!known[i]) {
+            snprintf(err, errlen, "%s: unknown field \"%s\"", what, k);
+            return -1;
         }
     }
     return 0;
 }
+
+/* A boolean field (absent: 0); -1 when it is not a boolean. */
+static int txn_flag(const json_t *o, const char *name, int *out)
+{
+    const json_t *v = json_object_get(o, name);
+    *out = 0;
+    if (!v) {
+        return 0;
+    }
+    if (!json_is_boolean(v)) {
+        return -1;
+    }
+    *out = json_is_true(v);
+    return 0;
+}
+
+/* An integer field (absent: 0); -1 when it is not a non-negative integer. */
+static int txn_int(const json_t *o, const char *name, json_int_t *out)
+{
+    const json_t *v = json_object_get(o, name);
+    *out = 0;
+    if (!v) {
+        return 0;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < 0) {
+        return -1;
+    }
+    *out = json_integer_value(v);
+    return 0;
+}
+
+/* 0 for 0; else -1, with a message unless one was written already. */
+static int lib_refusal(int rv, const char *what, char *err, size_t errlen)
+{
+    if (rv == 0) {
+        return 0;
+    }
+    if (!err[0]) {
+        snprintf(err, errlen, "%s: %s", what,
+                 rv == BALLAST_ENOMEM ? "out of memory" : "empty key, or a key over 4096 bytes");
+    }
+    return -1;
+}
+
+static int txn_add_compare(struct ballast_txn *t, const json_t *o, const char *what, char *err,
+                           size_t errlen)
+{
+    static const char *const known[] = {"key", "target", "op", "value", "number", NULL};
+    static const char *const targets[] = {"value", "version", "create", "mod", "lease"};
+    static const char *const ops[] = {"==", "!=", "<", ">"};
+    if (!json_is_object(o)) {
+        snprintf(err, errlen, "%s: not an object", what);
+        return -1;
+    }
+    if (only_fields(o, known, what, err, errlen) != 0) {
+        return -1;
+    }
+    const char *target = json_string_value(json_object_get(o, "target"));
+    const char *op = json_string_value(json_object_get(o, "op"));
+    int ti = -1, oi = -1;
+    for (int i = 0; target && i < 5; i++) {
+        ti = strcmp(target, targets[i]) == 0 ? i : ti;
+    }
+    for (int i = 0; op && i < 4; i++) {
+        oi = strcmp(op, ops[i]) == 0 ? i : oi;
+    }
+    if (ti < 0 || oi < 0) {
+        snprintf(err, errlen,
+                 "%s: want \"target\" value|version|create|mod|lease and \"op\" "
+                 "==|!=|<|>",
+                 what);
+        return -1;
+    }
+    size_t kl, vl;
+    char *key = txn_bytes(o, "key", 1, &kl, what, err, errlen);
+    if (!key) {
+        return -1;
+    }
+    int rv;
+    if (ti == BALLAST_CMP_VALUE) {
+        char *value = txn_bytes(o, "value", 1, &vl, what, err, errlen);
+        rv = value ? ballast_txn_compare_value(t, key, kl, oi, value, vl) : -1;
+        free(value);
+    } else {
+        const json_t *num = json_object_get(o, "number");
+        if (!json_is_integer(num)) {
+            snprintf(err, errlen, "%s: a %s compare wants an integer \"number\"", what, target);
+            rv = -1;
+        } else {
+            rv = ballast_txn_compare(t, key, kl, ti, oi, json_integer_value(num));
+        }
+    }
+    free(key);
+    return lib_refusal(rv, what, err, errlen);
+}
+
+static int txn_add_op(struct ballast_txn *t, int branch, const json_t *o, const char *what,
+                      int *keys_only, char *err, size_t errlen)
+{
+    static const char *const put_f[] = {"key", "value", "lease", NULL};
+    static const char *const del_f[] = {"key", "prefix", NULL};
+    static const char *const get_f[] = {"key", "prefix", "limit", "keys", NULL};
+    const char *kind = NULL;
+    json_t *body = NULL;
+    *keys_only = 0;
+    if (json_is_object(o) && json_object_size(o) == 1) {
+        void *it = json_object_iter((json_t *)o);
+        kind = json_object_iter_key(it);
+        body = json_object_iter_value(it);
+    }
+    if (!kind || !json_is_object(body) ||
+        (strcmp(kind, "put") != 0 && strcmp(kind, "delete") != 0 && strcmp(kind, "get") != 0)) {
+        snprintf(err, errlen, "%s: want {\"put\": {...}}, {\"delete\": {...}} or {\"get\": {...}}",
+                 what);
+        return -1;
+    }
+    size_t kl, vl;
+    int prefix = 0, keys = 0, rv = -1;
+    json_int_t lease = 0, limit = 0;
+    if (only_fields(body,
+                    kind[0] == 'p'   ? put_f
+                    : kind[0] == 'd' ? del_f
+                                     : get_f,
+                    what, err, errlen) != 0) {
+        return -1;
+    }
+    if (txn_flag(body, "prefix", &prefix) != 0 || txn_flag(body, "keys", &keys) != 0 ||
+        txn_int(body, "lease", &lease) != 0 || txn_int(body, "limit", &limit) != 0 ||
+        limit > UINT_MAX) {
+        snprintf(err, errlen, "%s: prefix and keys want true/false, lease and limit a number",
+                 what);
+        return -1;
+    }
+    char *key = txn_bytes(body, "key", !prefix, &kl, what, err, errlen);
+    if (!key) {
+        return -1;
+    }
+    if (kind[0] == 'p') {
+        char *value = txn_bytes(body, "value", 1, &vl, what, err, errlen);
+        rv = value ? ballast_txn_put(t, branch, key, kl, value, vl, lease) : -1;
+        free(value);
+    } else if (kind[0] == 'd') {
+        rv = ballast_txn_delete(t, branch, key, kl, prefix);
+    } else {
+        rv = ballast_txn_get(t, branch, key, kl, prefix, (unsigned)limit, keys);
+        *keys_only = keys;
+    }
+    free(key);
+    return lib_refusal(rv, what, err, errlen);
+}
+
+/* Build @t from the txn document @doc (the HTTP body's JSON shape). Returns
+ * 0, or -1 with a reason in @err. */
+static int txn_from_json(struct ballast_txn *t, const char *doc, size_t len, struct txn_ops *ops,
+                         char *err, size_t errlen)
+{
+    static const char *const known[] = {"compare", "success", "failure", NULL};
+    static const char *const lists[] = {"compare", "success", "failure"};
+    json_error_t je;
+    json_t *root = json_loadb(doc, len, JSON_REJECT_DUPLICATES, &je);
+    int rv = 0;
+    if (!root) {
+        snprintf(err, errlen, "line %d: %s", je.line, je.text);
+        return -1;
+    }
+    if (!json_is_object(root)) {
+        snprintf(err, errlen, "the document is not an object");
+        rv = -1;
+    } else {
+        rv = only_fields(root, known, "the document", err, errlen);
+    }
+    for (int l = 0; rv == 0 && l < 3; l++) {
+        const json_t *a = json_object_get(root, lists[l]);
+        if (!a) {
+            continue;
+        }
+        if (!json_is_array(a) || json_array_size(a) > 128) {
+            snprintf(err, errlen, "\"%s\" must be an array of at most 128 items", lists[l]);
+            rv = -1;
+            break;
+        }
+        for (size_t i = 0; rv == 0 && i < json_array_size(a); i++) {
+            char what[32];
+            snprintf(what, sizeof what, "%s[%zu]", lists[l], i);
+            if (l == 0) {
+                rv = txn_add_compare(t, json_array_get(a, i), what, err, errlen);
+            } else {
+                int *ko = &ops->keys_only[l - 1][ops->n[l - 1]++];
+                rv = txn_add_op(t, l - 1, json_array_get(a, i), what, ko, err, errlen);
+            }
+        }
+    }
+    json_decref(root);
+    return rv;
+}
+
+static int cmd_txn(struct ballast_client *c, const struct args *a)
+{
+    const char *file = a->pos[1];
+    size_t len = 0;
+    char *doc = read_file(file, &len);
+    char err[256] = "";
+    struct txn_ops ops;
+    struct ballast_txn_result r;
+    if (!doc) {
+        return EXIT_FAIL;
+    }
+    memset(&ops, 0, sizeof ops);
+    struct ballast_txn *t = ballast_txn_new();
+    if (!t) {
+        free(doc);
+        fputs("ballastctl: txn: out of memory\n", stderr);
+        return EXIT_FAIL;
+    }
+    int rv = EXIT_OK;
+    if (txn_from_json(t, doc, len, &ops, err, sizeof err) != 0) {
+        rv = usage_error("txn %s: %s", file, err);
+    } else if (a->fmt == FMT_JSON) {
+        /* the document as written: the server's own JSON answer is printed */
+        rv = raw_json(c, "txn", file, strlen(file), "POST", "/v1/txn", doc, len);
+    } else if (ballast_txn(c, t, &r) != 0) {
+        rv = fail(c, "txn", file, strlen(file));
+    } else {
+        struct args get_args = *a;
+        struct table unused = {0}; /* text output: no table */
+        int list = r.succeeded ? 0 : 1;
+        printf("succeeded: %s\nrevision: %lld\n", r.succeeded ? "true" : "false",
+               (long long)r.revision);
+        for (size_t i = 0; i < r.n_results; i++) {
+            const struct ballast_txn_op_result *res = &r.results[i];
+            if (res->type == BALLAST_OP_PUT) {
+                puts("put: OK");
+            } else if (res->type == BALLAST_OP_DELETE) {
+                printf("delete: %lld deleted\n", (long long)res->deleted);
+            } else {
+                printf("get: %zu of %lld keys%s\n", res->n, (long long)res->count,
+                       res->more ? ", more" : "");
+                get_args.fmt = FMT_TEXT;
+                get_args.keys_only = i < ops.n[list] && ops.keys_only[list][i];
+                print_kvs(res->kvs, res->n, &get_args, &unused);
+            }
+        }
+        ballast_txn_result_free(&r);
+    }
+    ballast_txn_free(t);
+    free(doc);
+    return rv;
+}
+
+/* --- lease ------------------------------------------------------------------ */
+
+/* Parse a lease id argument; usage message on error. */
+static int lease_id_arg(const char *s, int64_t *id)
+{
+    if (parse_i64(s, id) != 0 || *id == 0) {
+        return usage_error("bad lease id \"%s\" (want a number >= 1)", s);
+    }
+    return 0;
+}
+
+/* "/v1/lease/ID" followed by @suffix. */
+static void lease_target(char *t, size_t n, int64_t id, const char *suffix)
+{
+    snprintf(t, n, "/v1/lease/%lld%s", (long long)id, suffix);
+}
+
+static int cmd_lease_grant(struct ballast_client *c, const struct args *a)
+{
+    unsigned ms;
+    if (parse_duration(a->pos[2], &ms) != 0) {
+        return usage_error("bad TTL \"%s\" (seconds, or e.g. 30s, 5m)", a->pos[2]);
+    }
+    int64_t ttl = (ms + 999) / 1000;
+    if (a->fmt == FMT_JSON) {
+        char body[96];
+        if (a->id) {
+            snprintf(body, sizeof body, "{\"ttl\":%lld,\"id\":%llu}", (long long)ttl,
+                     (unsigned long long)a->id);
+        } else {
+            snprintf(body, sizeof body, "{\"ttl\":%lld}", (long long)ttl);
+        }
+        return raw_json(c, "lease grant", a->pos[2], strlen(a->pos[2]), "POST", "/v1/lease", body,
+                        strlen(body));
+    }
+    struct ballast_lease l;
+    if (ballast_lease_grant(c, ttl, (int64_t)a->id, &l) != 0) {
+        return fail(c, "lease grant", a->pos[2], strlen(a->pos[2]));
+    }
+    printf("lease %lld granted with TTL %llds\n", (long long)l.id, (long long)l.ttl);
+    return EXIT_OK;
+}
+
+static int cmd_lease_keepalive(struct ballast_client *c, const struct args *a)
+{
+    int64_t id;
+    if (lease_id_arg(a->pos[2], &id) != 0) {
+        return EXIT_USAGE;
+    }
+    for (;;) {
+        int64_t ttl = 0;
+        if (ballast_lease_keepalive(c, id, &ttl) != 0) {
+            return fail(c, "lease keepalive", a->pos[2], strlen(a->pos[2]));
+        }
+        if (a->fmt == FMT_JSON) {
+            printf("{\"id\":%lld,\"ttl\":%lld}\n", (long long)id, (long long)ttl);
+        } else {
+            printf("lease %lld keepalived with TTL %llds\n", (long long)id, (long long)ttl);
+        }
+        if (fflush(stdout) != 0 || a->once) {
+            return EXIT_OK;
+        }
+        /* a third of the TTL, as etcd's client does */
+        int64_t pause = ttl > 0 ? ttl * 1000 / 3 : 500;
+        struct timespec ts = {(time_t)(pause / 1000), (long)(pause % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+}
+
+static int cmd_lease_revoke(struct ballast_client *c, const struct args *a)
+{
+    int64_t id, rev = 0, deleted = 0;
+    if (lease_id_arg(a->pos[2], &id) != 0) {
+        return EXIT_USAGE;
+    }
+    if (a->fmt == FMT_JSON) {
+        char t[64];
+        lease_target(t, sizeof t, id, "");
+        return raw_json(c, "lease revoke", a->pos[2], strlen(a->pos[2]), "DELETE", t, NULL, 0);
+    }
+    if (ballast_lease_revoke(c, id, &rev, &deleted) != 0) {
+        return fail(c, "lease revoke", a->pos[2], strlen(a->pos[2]));
+    }
+    if (rev > 0) {
+        printf("lease %lld revoked: %lld keys deleted at revision %lld\n", (long long)id,
+               (long long)deleted, (long long)rev);
+    } else {
+        printf("lease %lld revoked\n", (long long)id);
+    }
+    return EXIT_OK;
+}
+
+static int cmd_lease_get(struct ballast_client *c, const struct args *a)
+{
+    int64_t id;
+    struct ballast_lease_info info;
+    if (lease_id_arg(a->pos[2], &id) != 0) {
+        return EXIT_USAGE;
+    }
+    if (a->fmt == FMT_JSON) {
+        char t[64];
+        lease_target(t, sizeof t, id, "");
+        return raw_json(c, "lease get", a->pos[2], strlen(a->pos[2]), "GET", t, NULL, 0);
+    }
+    if (ballast_lease_get(c, id, &info) != 0) {
+        return fail(c, "lease get", a->pos[2], strlen(a->pos[2]));
+    }
+    printf("lease %lld granted with TTL %llds, remaining %llds, %zu%s attached keys\n",
+           (long long)info.id, (long long)info.granted_ttl, (long long)info.ttl, info.n_keys,
+           info.more ? "+" : "");
+    for (size_t i = 0; a->keys && i < info.n_keys; i++) {
+        fwrite(info.keys[i].key, 1, info.keys[i].key_len, stdout);
+        fputc('\n', stdout);
+    }
+    ballast_lease_info_free(&info);
+    return EXIT_OK;
+}
+
+static int cmd_lease_list(struct ballast_client *c, const struct args *a)
+{
+    if (a->fmt == FMT_JSON) {
+        return raw_json(c, "lease list", NULL, 0, "GET", "/v1/leases", NULL, 0);
+    }
+    struct ballast_lease *ls;
+    size_t n;
+    if (ballast_lease_list(c, &ls, &n) != 0) {
+        return fail(c, "lease list", NULL, 0);
+    }
+    printf("found %zu leases\n", n);
+    for (size_t i = 0; i < n; i++) {
+        printf("%lld (TTL %llds)\n", (long long)ls[i].id, (long long)ls[i].granted_ttl);
+    }
+    ballast_free(ls);
+    return EXIT_OK;
+}
+
+/* --- watch ------------------------------------------------------------------ */
+
+/* Print @ev as the API's NDJSON event. */
+static void print_event_json(const struct ballast_event *ev)
+{
+    static const char *const types[] = {"", "put", "delete", "progress", "cancelled"};
+    printf("{\"type\":\"%s\"", types[ev->type]);
+    if (ev->type == BALLAST_EVENT_PUT || ev->type == BALLAST_EVENT_DELETE) {
+        const struct ballast_kv *kv = &ev->kv;
+        fputs(",\"kv\":{\"key\":\"", stdout);
+        b64_print(stdout, kv->key, kv->key_len);
+        fputc('"', stdout);
+        if (ev->type == BALLAST_EVENT_PUT) {
+            fputs(",\"value\":\"", stdout);
+            b64_print(stdout, kv->value, kv->value_len);
+            fputc('"', stdout);
+        }
+        printf(",\"create_revision\":%lld,\"mod_revision\":%lld,\"version\":%lld,\"lease\":%lld}",
+               (long long)kv->create_revision, (long long)kv->mod_revision, (long long)kv->version,
+               (long long)kv->lease);
+    }
+    if (ev->type == BALLAST_EVENT_CANCELLED) {
+        fputs(",\"reason\":", stdout);
+        print_json_string(stdout, ev->reason);
+    }
+    printf(",\"revision\":%lld}\n", (long long)ev->revision);
+}
+
+static int cmd_watch(struct ballast_client *c, const struct args *a)
+{
+    const char *key = a->npos > 1 ? a->pos[1] : "";
+    size_t klen = strlen(key);
+    struct ballast_watch_opts o = {0};
+    struct ballast_watch *w = NULL;
+    struct ballast_event ev;
+    o.prefix = a->prefix;
+    o.rev = a->rev;
+    int rv = ballast_watch_open(c, key, klen, &o, &w);
+    for (; rv == 0;) {
+        rv = ballast_watch_next(w, -1, &ev);
+        if (rv != 0) {
+            break;
+        }
+        if (a->fmt == FMT_JSON) {
+            print_event_json(&ev);
+        } else if (ev.type == BALLAST_EVENT_PUT || ev.type == BALLAST_EVENT_DELETE) {
+            puts(ev.type == BALLAST_EVENT_PUT ? "PUT" : "DELETE");
+            fwrite(ev.kv.key, 1, ev.kv.key_len, stdout);
+            fputc('\n', stdout);
+            if (ev.type == BALLAST_EVENT_PUT) {
+                fwrite(ev.kv.value, 1, ev.kv.value_len, stdout);
+                fputc('\n', stdout);
+            }
+        }
+        if (fflush(stdout) != 0) {
+            ballast_watch_close(w);
+            fprintf(stderr, "ballastctl: writing output: %s\n", strerror(errno));
+            return EXIT_FAIL;
+        }
+        if (ev.type == BALLAST_EVENT_CANCELLED) {
+            fprintf(stderr,
+                    "ballastctl: watch %s: cancelled by the server (%s); resume with --rev "
+                    "%lld\n",
+                    key, ev.reason, (long long)ev.revision);
+            ballast_watch_close(w);
+            return EXIT_FAIL;
+        }
+    }
+    if (rv == BALLAST_ECOMPACTED) {
+        fprintf(stderr, "ballastctl: watch %s: %s (the oldest revision kept is %lld)\n", key,
+                ballast_errmsg(c), (long long)ballast_compact_revision(c));
+    } else {
+        fail(c, "watch", key, klen);
+    }
+    ballast_watch_close(w);
+    return EXIT_FAIL;
+}
+
+/* --- main --------------------------------------------------------------- */
 
 int main(int argc, char **argv)
 {
@@ -1321,13 +2073,6 @@ int main(int argc, char **argv)
     }
     const char *cmd = a.pos[0];
     int members = strcmp(cmd, "members") == 0 || strcmp(cmd, "member") == 0;
-    if (unsupported(&a)) {
-        /* name the subcommand too: "lease grant" */
-        int sub = a.npos > 1 && strcmp(cmd, "txn") != 0 && strcmp(cmd, "watch") != 0;
-        fprintf(stderr, "ballastctl: %s%s%s is not supported by this version\n", cmd,
-                sub ? " " : "", sub ? a.pos[1] : "");
-        return EXIT_USAGE;
-    }
     if (a.bad_flag) {
         return usage_error("unknown flag %s (use -- before a key or value starting with '-')",
                            a.bad_flag);
@@ -1403,16 +2148,56 @@ int main(int argc, char **argv)
             return usage_error("health takes no arguments");
         }
         run = cmd_health;
+    } else if (strcmp(cmd, "txn") == 0) {
+        if (a.npos != 2 || !a.pos[1][0]) {
+            return usage_error("txn wants FILE (the txn document as JSON, - for stdin)");
+        }
+        run = cmd_txn;
+    } else if (strcmp(cmd, "watch") == 0) {
+        if (a.npos > 2 || (a.npos < 2 && !a.prefix)) {
+            return usage_error("watch wants KEY [--prefix] [--rev R]");
+        }
+        run = cmd_watch;
+    } else if (strcmp(cmd, "lease") == 0) {
+        const char *sub = a.npos > 1 ? a.pos[1] : "";
+        int64_t id;
+        if (strcmp(sub, "grant") == 0 && a.npos == 3) {
+            run = cmd_lease_grant;
+        } else if (strcmp(sub, "list") == 0 && a.npos == 2) {
+            run = cmd_lease_list;
+        } else if ((strcmp(sub, "keepalive") == 0 || strcmp(sub, "revoke") == 0 ||
+                    strcmp(sub, "get") == 0) &&
+                   a.npos == 3) {
+            if (lease_id_arg(a.pos[2], &id) != 0) {
+                return EXIT_USAGE;
+            }
+            run = sub[0] == 'k'   ? cmd_lease_keepalive
+                  : sub[0] == 'r' ? cmd_lease_revoke
+                                  : cmd_lease_get;
+        } else {
+            return usage_error("lease wants grant TTL [--id N] | keepalive ID [--once] | "
+                               "revoke ID | get ID [--keys] | list");
+        }
     } else {
         return usage_error("unknown command \"%s\"", cmd);
     }
     int is_add = run == cmd_members_add;
     int is_restore = strcmp(cmd, "snapshot") == 0 && run == NULL;
-    if ((a.prefix && !is_get && !is_del) ||
-        ((a.keys_only || a.serializable || a.limit_set || a.count_only) && !is_get) ||
-        (a.voter && !is_add) || (a.id && !is_add && !is_restore) ||
-        ((a.data_dir || a.name || a.peer_url) && !is_restore)) {
-        return usage_error("flag not valid for %s", cmd);
+    int is_watch = run == cmd_watch, is_put = run == cmd_put;
+    if ((a.prefix && !is_get && !is_del && !is_watch) ||
+        ((a.keys_only || a.serializable || a.limit_set || a.count_only || a.wait_set ||
+          a.index_set) &&
+         !is_get) ||
+        (a.voter && !is_add) || (a.id && !is_add && !is_restore && run != cmd_lease_grant) ||
+        ((a.data_dir || a.name || a.peer_url) && !is_restore) || (a.rev_set && !is_watch) ||
+        ((a.lease || a.ttl_ms) && !is_put) || (a.once && run != cmd_lease_keepalive) ||
+        (a.keys && run != cmd_lease_get)) {
+        int sub = a.npos > 1 && (members || strcmp(cmd, "lease") == 0 ||
+                                 strcmp(cmd, "snapshot") == 0 || strcmp(cmd, "leader") == 0);
+        return usage_error("flag not valid for %s%s%s", cmd, sub ? " " : "", sub ? a.pos[1] : "");
+    }
+    if (a.lease && a.ttl_ms) {
+        return usage_error("put takes --lease or --ttl, not both");
     }
     if (is_restore) {
         int rv = cmd_snapshot_restore(&a);
@@ -1441,6 +2226,13 @@ int main(int argc, char **argv)
         if (!a.timeout_ms) {
             o.request_timeout_ms = run == cmd_snapshot_save ? SNAPSHOT_TIMEOUT : PROMOTE_TIMEOUT;
         }
+    }
+    if (run == cmd_get && a.fmt == FMT_JSON && (a.wait_set || a.index_set)) {
+        /* a long-poll sent as is: give the attempt the wait (the library
+         * adds it itself to its own long-poll calls) */
+        unsigned wait = a.wait_set ? a.wait_ms : 300000;
+        o.attempt_timeout_ms = 5000 + wait + wait / 16;
+        o.request_timeout_ms = (a.timeout_ms ? a.timeout_ms : 10000) + wait + wait / 16;
     }
     if (run == cmd_status || run == cmd_health) {
         /* one member at a time, no failover: fail fast on a dead one */

@@ -40,11 +40,17 @@
  * (attempt_timeout_ms without a byte) rather than by the deadline. The
  * call loop also remembers whether an earlier attempt may have been
  * executed (after_maybe), which is how a member remove tells "already
- * removed by my lost first attempt" from "no such member". */
+ * removed by my lost first attempt" from "no such member".
+ *
+ * Two more kinds of request: a long-poll read (extra_ms) has its attempt
+ * and call deadlines extended by the wait it asked the server for; a
+ * stream (a watch) gets its 2xx body left on the connection, which the
+ * caller then owns (watch.c). txn.c, lease.c and watch.c build on the call
+ * loop and the decoders here through client_int.h. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "ballast.h"
+#include "client_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -72,76 +78,7 @@
 #define MSG_NOSIGNAL 0
 #endif
 
-#define HEAD_MAX        (64 * 1024)        /* response head (and line) cap */
-#define BODY_MAX        (64 * 1024 * 1024) /* response body cap */
-#define KEY_MAX         4096               /* contract: keys are 1..4096 bytes */
-#define ERRMSG_SIZE     256
-#define DEFAULT_PORT    "8379"
-#define USER_AGENT      "libballast/0.1"
-#define CT_MSGPACK      "application/msgpack"
-#define CT_JSON         "application/json"
-#define CT_OCTET_STREAM "application/octet-stream"
-
-/* One parsed endpoint. */
-struct endpoint {
-    char *host; /* without brackets */
-    char *port;
-    char *name; /* "host:port" ("[v6]:port"), for Host: and messages */
-};
-
-/* A connection and its input buffer. */
-struct conn {
-    int fd;          /* -1 when closed; else open, idle between calls */
-    char *buf;       /* HEAD_MAX bytes */
-    size_t off, len; /* unread input is buf[off, len) */
-};
-
-struct ballast_client {
-    struct endpoint *eps;
-    size_t n_eps;
-    size_t cur; /* endpoint the next attempt goes to */
-    struct conn conn;
-    struct ballast_options o;
-    uint64_t rng;      /* backoff jitter */
-    char last_ep[300]; /* the endpoint that answered the last call */
-    char errmsg[ERRMSG_SIZE];
-};
-
-/* One request, as sent on every attempt. */
-struct req {
-    const char *method;
-    const char *target;
-    const void *body;
-    size_t body_len;
-    int has_body;             /* send Content-Length (even 0) */
-    const char *content_type; /* NULL: none */
-    int accept_json;
-    int write;     /* not GET/HEAD: carries a request id */
-    int cas;       /* a cas write: can never apply twice */
-    int once;      /* never resent once it may have reached a server */
-    int final_504; /* a 504 answer is the server's verdict, not a lost answer */
-    int long_head; /* the answer may take the whole call deadline to start */
-    int sink;      /* a 2xx body goes to sink_fd as it arrives, not to memory */
-    int sink_fd;
-    const char *sink_name; /* the file behind sink_fd, for messages */
-    char id[33];
-};
-
-/* One response. body is always allocated (NUL-terminated) once complete. */
-struct resp {
-    int status;
-    int close; /* the connection cannot be reused */
-    int chunked;
-    int64_t content_length; /* -1: absent */
-    long retry_after;       /* seconds, -1: absent */
-    char content_type[64];
-    char *body;
-    size_t body_len;
-    int64_t revision;      /* X-Ballast-Revision, -1: absent */
-    int64_t snap_revision; /* X-Ballast-Snapshot-Revision, -1: absent */
-    uint64_t sunk;         /* body bytes written to the request's sink */
-    int after_maybe;       /* an earlier attempt of the call may have been executed */
-};
+#define LONG_POLL_DEFAULT_MS 300000 /* the server's wait when a long-poll names none */
 
 /* What an attempt came to; see the file comment. */
 enum outcome {
@@ -170,21 +107,20 @@ static const char *const ERR_TEXT[] = {
     [12] = "unauthorized",
     [13] = "forbidden",
     [14] = "local file error",
+    [15] = "revision compacted",
+    [16] = "watch cancelled",
+    [17] = "no event yet",
 };
 
 const char *ballast_strerror(int code)
 {
-    if (code > 0 || code < BALLAST_EIO) {
+    if (code > 0 || code < BALLAST_EAGAIN) {
         return "unknown error";
     }
     return ERR_TEXT[-code];
 }
 
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static int
-set_err(struct ballast_client *c, int code, const char *fmt, ...)
+int blc_set_err(struct ballast_client *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -196,6 +132,11 @@ set_err(struct ballast_client *c, int code, const char *fmt, ...)
 const char *ballast_errmsg(const struct ballast_client *c)
 {
     return c ? c->errmsg : "no client";
+}
+
+int64_t ballast_compact_revision(const struct ballast_client *c)
+{
+    return c ? c->compact_revision : 0;
 }
 
 /* The error for a server error code string. */
@@ -210,6 +151,7 @@ static int code_to_err(const char *code)
         {"no_leader", BALLAST_ENOLEADER},   {"timeout", BALLAST_ETIMEOUT},
         {"no_space", BALLAST_ENOSPACE},     {"unauthorized", BALLAST_EUNAUTHORIZED},
         {"forbidden", BALLAST_EFORBIDDEN},  {"internal", BALLAST_ESERVER},
+        {"compacted", BALLAST_ECOMPACTED},
     };
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
         if (strcmp(code, map[i].name) == 0) {
@@ -234,6 +176,8 @@ static int status_to_err(int status)
         return BALLAST_ENOTFOUND;
     case 412:
         return BALLAST_ECASFAILED;
+    case 410:
+        return BALLAST_ECOMPACTED;
     case 413:
         return BALLAST_ETOOLARGE;
     case 503:
@@ -249,14 +193,14 @@ static int status_to_err(int status)
 
 /* --- small helpers ------------------------------------------------------ */
 
-static int64_t now_ms(void)
+int64_t blc_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int64_t ms)
+void blc_sleep_ms(int64_t ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
     while (ms > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -309,8 +253,7 @@ static int fill_random(unsigned char *b, size_t n)
     return done == n ? 0 : -1;
 }
 
-/* A fresh random 32-hex-digit request id. */
-static void make_request_id(struct ballast_client *c, char id[33])
+void blc_make_request_id(struct ballast_client *c, char id[33])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
@@ -328,14 +271,30 @@ static void make_request_id(struct ballast_client *c, char id[33])
     id[32] = '\0';
 }
 
-/* A growable string; an allocation failure is sticky. */
-struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
+void ballast_new_request_id(struct ballast_client *c, char id[BALLAST_REQUEST_ID_SIZE])
+{
+    if (c && id) {
+        blc_make_request_id(c, id);
+    }
+}
 
-static void sb_add(struct sbuf *s, const char *d, size_t n)
+int blc_check_request_id(struct ballast_client *c, const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > REQUEST_ID_MAX) {
+        return blc_set_err(c, BALLAST_EBADARG, "request id of %zu bytes (want 1..%d)", n,
+                           REQUEST_ID_MAX);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (id[i] <= ' ' || id[i] >= 0x7f) {
+            return blc_set_err(c, BALLAST_EBADARG,
+                               "request id holds a byte that is not visible ASCII");
+        }
+    }
+    return 0;
+}
+
+void blc_sb_add(struct sbuf *s, const char *d, size_t n)
 {
     if (s->oom) {
         return;
@@ -358,12 +317,12 @@ static void sb_add(struct sbuf *s, const char *d, size_t n)
     s->p[s->len] = '\0';
 }
 
-static void sb_str(struct sbuf *s, const char *str)
+void blc_sb_str(struct sbuf *s, const char *str)
 {
-    sb_add(s, str, strlen(str));
+    blc_sb_add(s, str, strlen(str));
 }
 
-static void sb_escape(struct sbuf *s, const void *data, size_t n)
+void blc_sb_escape(struct sbuf *s, const void *data, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
     const unsigned char *p = data;
@@ -371,37 +330,48 @@ static void sb_escape(struct sbuf *s, const void *data, size_t n)
         unsigned char ch = p[i];
         if ((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
             ch == '-' || ch == '.' || ch == '_' || ch == '~') {
-            sb_add(s, (const char *)&p[i], 1);
+            blc_sb_add(s, (const char *)&p[i], 1);
         } else {
             char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
-            sb_add(s, e, 3);
+            blc_sb_add(s, e, 3);
         }
     }
 }
 
 /* Append a query parameter "name" or "name=value" (value already encoded). */
-static void sb_query(struct sbuf *s, const char *name, const char *value)
+void blc_sb_query(struct sbuf *s, const char *name, const char *value)
 {
-    sb_str(s, strchr(s->p ? s->p : "", '?') ? "&" : "?");
-    sb_str(s, name);
+    blc_sb_str(s, strchr(s->p ? s->p : "", '?') ? "&" : "?");
+    blc_sb_str(s, name);
     if (value) {
-        sb_str(s, "=");
-        sb_str(s, value);
+        blc_sb_str(s, "=");
+        blc_sb_str(s, value);
     }
 }
 
-static void sb_query_i64(struct sbuf *s, const char *name, int64_t v)
+void blc_sb_query_i64(struct sbuf *s, const char *name, int64_t v)
 {
     char num[24];
     snprintf(num, sizeof num, "%lld", (long long)v);
-    sb_query(s, name, num);
+    blc_sb_query(s, name, num);
+}
+
+void blc_sb_query_ms(struct sbuf *s, const char *name, unsigned ms)
+{
+    char num[24];
+    if (ms % 1000 == 0) {
+        snprintf(num, sizeof num, "%us", ms / 1000);
+    } else {
+        snprintf(num, sizeof num, "%ums", ms);
+    }
+    blc_sb_query(s, name, num);
 }
 
 char *ballast_escape(const void *key, size_t len)
 {
     struct sbuf s = {0};
-    sb_add(&s, "", 0);
-    sb_escape(&s, key, len);
+    blc_sb_add(&s, "", 0);
+    blc_sb_escape(&s, key, len);
     if (s.oom) {
         free(s.p);
         return NULL;
@@ -529,7 +499,7 @@ const char *ballast_current_endpoint(const struct ballast_client *c)
 
 /* --- connections -------------------------------------------------------- */
 
-static void conn_close(struct conn *cn)
+void blc_conn_close(struct conn *cn)
 {
     if (cn->fd >= 0) {
         close(cn->fd);
@@ -540,10 +510,10 @@ static void conn_close(struct conn *cn)
 
 /* Wait until @fd is ready for @events or @deadline passes.
  * Returns 1 ready, 0 timed out, -1 poll failed (errno). */
-static int io_wait(int fd, short events, int64_t deadline)
+int blc_io_wait(int fd, short events, int64_t deadline)
 {
     for (;;) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - blc_now_ms();
         if (left <= 0) {
             return 0;
         }
@@ -581,22 +551,22 @@ static int conn_open(struct ballast_client *c, struct conn *cn, const struct end
     hints.ai_flags = AI_NUMERICSERV;
     int gai = getaddrinfo(ep->host, ep->port, &hints, &res);
     if (gai != 0) {
-        return set_err(c, BALLAST_EUNAVAILABLE, "resolve %s: %s", ep->name,
-                       gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
+        return blc_set_err(c, BALLAST_EUNAVAILABLE, "resolve %s: %s", ep->name,
+                           gai == EAI_SYSTEM ? strerror(errno) : gai_strerror(gai));
     }
-    int rv = set_err(c, BALLAST_EUNAVAILABLE, "connect %s: no address", ep->name);
+    int rv = blc_set_err(c, BALLAST_EUNAVAILABLE, "connect %s: no address", ep->name);
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
         int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
         if (fd < 0) {
-            rv = set_err(c, BALLAST_EUNAVAILABLE, "connect %s: socket: %s", ep->name,
-                         strerror(errno));
+            rv = blc_set_err(c, BALLAST_EUNAVAILABLE, "connect %s: socket: %s", ep->name,
+                             strerror(errno));
             continue;
         }
         int fl = fcntl(fd, F_GETFL);
         if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
             fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
-            rv = set_err(c, BALLAST_EUNAVAILABLE, "connect %s: fcntl: %s", ep->name,
-                         strerror(errno));
+            rv = blc_set_err(c, BALLAST_EUNAVAILABLE, "connect %s: fcntl: %s", ep->name,
+                             strerror(errno));
             close(fd);
             continue;
         }
@@ -608,7 +578,7 @@ static int conn_open(struct ballast_client *c, struct conn *cn, const struct end
         if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
             err = errno;
             if (err == EINPROGRESS || err == EINTR) {
-                int w = io_wait(fd, POLLOUT, deadline);
+                int w = blc_io_wait(fd, POLLOUT, deadline);
                 socklen_t elen = sizeof err;
                 if (w == 0) {
                     err = ETIMEDOUT;
@@ -620,10 +590,10 @@ static int conn_open(struct ballast_client *c, struct conn *cn, const struct end
             }
         }
         if (err != 0) {
-            rv = set_err(c, BALLAST_EUNAVAILABLE, "connect %s: %s", ep->name,
-                         err == ETIMEDOUT ? "timed out" : strerror(err));
+            rv = blc_set_err(c, BALLAST_EUNAVAILABLE, "connect %s: %s", ep->name,
+                             err == ETIMEDOUT ? "timed out" : strerror(err));
             close(fd);
-            if (now_ms() >= deadline) {
+            if (blc_now_ms() >= deadline) {
                 break;
             }
             continue;
@@ -659,16 +629,16 @@ static int conn_send(struct ballast_client *c, struct conn *cn, const struct end
                 continue;
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int r = io_wait(cn->fd, POLLOUT, deadline);
+                int r = blc_io_wait(cn->fd, POLLOUT, deadline);
                 if (r == 0) {
-                    return set_err(c, BALLAST_ETIMEOUT, "%s: timed out sending the request",
-                                   ep->name);
+                    return blc_set_err(c, BALLAST_ETIMEOUT, "%s: timed out sending the request",
+                                       ep->name);
                 }
                 if (r > 0) {
                     continue;
                 }
             }
-            return set_err(c, BALLAST_EUNAVAILABLE, "%s: send: %s", ep->name, strerror(errno));
+            return blc_set_err(c, BALLAST_EUNAVAILABLE, "%s: send: %s", ep->name, strerror(errno));
         }
         size_t done = (size_t)w;
         while (n > 0 && done >= iov[0].iov_len) {
@@ -696,21 +666,21 @@ static int conn_recv(struct ballast_client *c, struct conn *cn, const struct end
             return 0;
         }
         if (r == 0) {
-            return set_err(c, BALLAST_EUNAVAILABLE, "%s: connection closed %s", ep->name, what);
+            return blc_set_err(c, BALLAST_EUNAVAILABLE, "%s: connection closed %s", ep->name, what);
         }
         if (errno == EINTR) {
             continue;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            return set_err(c, BALLAST_EUNAVAILABLE, "%s: recv %s: %s", ep->name, what,
-                           strerror(errno));
+            return blc_set_err(c, BALLAST_EUNAVAILABLE, "%s: recv %s: %s", ep->name, what,
+                               strerror(errno));
         }
-        int w = io_wait(cn->fd, POLLIN, deadline);
+        int w = blc_io_wait(cn->fd, POLLIN, deadline);
         if (w == 0) {
-            return set_err(c, BALLAST_ETIMEOUT, "%s: timed out %s", ep->name, what);
+            return blc_set_err(c, BALLAST_ETIMEOUT, "%s: timed out %s", ep->name, what);
         }
         if (w < 0) {
-            return set_err(c, BALLAST_EUNAVAILABLE, "%s: poll: %s", ep->name, strerror(errno));
+            return blc_set_err(c, BALLAST_EUNAVAILABLE, "%s: poll: %s", ep->name, strerror(errno));
         }
     }
 }
@@ -725,8 +695,8 @@ static int conn_fill(struct ballast_client *c, struct conn *cn, const struct end
         cn->off = 0;
     }
     if (cn->len >= HEAD_MAX) {
-        return set_err(c, BALLAST_EPROTO, "%s: response line or headers over %d bytes", ep->name,
-                       HEAD_MAX);
+        return blc_set_err(c, BALLAST_EPROTO, "%s: response line or headers over %d bytes",
+                           ep->name, HEAD_MAX);
     }
     size_t got = 0;
     int rv = conn_recv(c, cn, ep, cn->buf + cn->len, HEAD_MAX - cn->len, deadline, &got, what);
@@ -940,7 +910,7 @@ static int parse_head(const char *p, size_t n, struct resp *rs, char *why, size_
     return 0;
 }
 
-static void resp_reset(struct resp *rs)
+void blc_resp_reset(struct resp *rs)
 {
     free(rs->body);
     memset(rs, 0, sizeof *rs);
@@ -952,7 +922,7 @@ static void resp_reset(struct resp *rs)
 
 /* Parse the chunk size line @line (@ll bytes) into *@size, at most @max.
  * Returns 0, -1 for a malformed line, -2 for a size over @max. */
-static int chunk_size(const char *line, size_t ll, uint64_t max, uint64_t *size)
+int blc_chunk_size(const char *line, size_t ll, uint64_t max, uint64_t *size)
 {
     size_t i = 0;
     *size = 0;
@@ -992,7 +962,7 @@ static int skip_trailers(struct ballast_client *c, struct conn *cn, const struct
         }
         total += ll;
         if (total > HEAD_MAX) {
-            return set_err(c, BALLAST_EPROTO, "%s: trailers over %d bytes", ep->name, HEAD_MAX);
+            return blc_set_err(c, BALLAST_EPROTO, "%s: trailers over %d bytes", ep->name, HEAD_MAX);
         }
     }
 }
@@ -1012,18 +982,19 @@ static int read_chunked(struct ballast_client *c, struct conn *cn, const struct 
         if (rv != 0) {
             goto err;
         }
-        rv = chunk_size(line, ll, BODY_MAX, &size);
+        rv = blc_chunk_size(line, ll, BODY_MAX, &size);
         if (rv != 0) {
-            rv = rv == -2 ? set_err(c, BALLAST_EPROTO, "%s: response body over %d bytes", ep->name,
-                                    BODY_MAX)
-                          : set_err(c, BALLAST_EPROTO, "%s: bad chunk size line", ep->name);
+            rv = rv == -2 ? blc_set_err(c, BALLAST_EPROTO, "%s: response body over %d bytes",
+                                        ep->name, BODY_MAX)
+                          : blc_set_err(c, BALLAST_EPROTO, "%s: bad chunk size line", ep->name);
             goto err;
         }
         if (size == 0) {
             break;
         }
         if (size > (uint64_t)BODY_MAX - len) {
-            rv = set_err(c, BALLAST_EPROTO, "%s: response body over %d bytes", ep->name, BODY_MAX);
+            rv = blc_set_err(c, BALLAST_EPROTO, "%s: response body over %d bytes", ep->name,
+                             BODY_MAX);
             goto err;
         }
         if (len + size + 1 > cap) {
@@ -1036,7 +1007,7 @@ static int read_chunked(struct ballast_client *c, struct conn *cn, const struct 
             }
             char *nb = realloc(body, ncap);
             if (!nb) {
-                rv = set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
+                rv = blc_set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
                 goto err;
             }
             body = nb;
@@ -1052,7 +1023,7 @@ static int read_chunked(struct ballast_client *c, struct conn *cn, const struct 
             goto err;
         }
         if (ll != 0) {
-            rv = set_err(c, BALLAST_EPROTO, "%s: chunk not followed by CRLF", ep->name);
+            rv = blc_set_err(c, BALLAST_EPROTO, "%s: chunk not followed by CRLF", ep->name);
             goto err;
         }
     }
@@ -1063,7 +1034,7 @@ static int read_chunked(struct ballast_client *c, struct conn *cn, const struct 
     if (!body) {
         body = malloc(1);
         if (!body) {
-            return set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
+            return blc_set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
         }
     }
     body[len] = '\0';
@@ -1085,7 +1056,7 @@ static int read_until_close(struct ballast_client *c, struct conn *cn, const str
     }
     char *body = malloc(cap);
     if (!body) {
-        return set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
+        return blc_set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
     }
     memcpy(body, cn->buf + cn->off, len);
     cn->off = cn->len;
@@ -1094,14 +1065,14 @@ static int read_until_close(struct ballast_client *c, struct conn *cn, const str
             /* room for BODY_MAX + 1 bytes at most: one more means too large */
             if (len > BODY_MAX) {
                 free(body);
-                return set_err(c, BALLAST_EPROTO, "%s: response body over %d bytes", ep->name,
-                               BODY_MAX);
+                return blc_set_err(c, BALLAST_EPROTO, "%s: response body over %d bytes", ep->name,
+                                   BODY_MAX);
             }
             size_t ncap = cap * 2 > (size_t)BODY_MAX + 2 ? (size_t)BODY_MAX + 2 : cap * 2;
             char *nb = realloc(body, ncap);
             if (!nb) {
                 free(body);
-                return set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
+                return blc_set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
             }
             body = nb;
             cap = ncap;
@@ -1117,18 +1088,21 @@ static int read_until_close(struct ballast_client *c, struct conn *cn, const str
         if (errno == EINTR) {
             continue;
         }
-        int w = (errno == EAGAIN || errno == EWOULDBLOCK) ? io_wait(cn->fd, POLLIN, deadline) : -1;
+        int w =
+            (errno == EAGAIN || errno == EWOULDBLOCK) ? blc_io_wait(cn->fd, POLLIN, deadline) : -1;
         if (w > 0) {
             continue;
         }
         free(body);
-        return w == 0 ? set_err(c, BALLAST_ETIMEOUT, "%s: timed out reading the response body",
-                                ep->name)
-                      : set_err(c, BALLAST_EUNAVAILABLE, "%s: recv: %s", ep->name, strerror(errno));
+        return w == 0 ? blc_set_err(c, BALLAST_ETIMEOUT, "%s: timed out reading the response body",
+                                    ep->name)
+                      : blc_set_err(c, BALLAST_EUNAVAILABLE, "%s: recv: %s", ep->name,
+                                    strerror(errno));
     }
     if (len > BODY_MAX) {
         free(body);
-        return set_err(c, BALLAST_EPROTO, "%s: response body over %d bytes", ep->name, BODY_MAX);
+        return blc_set_err(c, BALLAST_EPROTO, "%s: response body over %d bytes", ep->name,
+                           BODY_MAX);
     }
     body[len] = '\0';
     rs->body = body;
@@ -1149,8 +1123,8 @@ static int sink_put(struct ballast_client *c, const struct req *rq, struct resp 
             continue;
         }
         if (w <= 0) {
-            return set_err(c, BALLAST_EIO, "write %s: %s", rq->sink_name,
-                           w < 0 ? strerror(errno) : "no progress");
+            return blc_set_err(c, BALLAST_EIO, "write %s: %s", rq->sink_name,
+                               w < 0 ? strerror(errno) : "no progress");
         }
         p += w;
         n -= (size_t)w;
@@ -1164,7 +1138,7 @@ static int sink_put(struct ballast_client *c, const struct req *rq, struct resp 
  * bounded by inactivity, not by the call's deadline. */
 static int sink_fill(struct ballast_client *c, struct conn *cn, const struct endpoint *ep, int *eof)
 {
-    int64_t deadline = now_ms() + c->o.attempt_timeout_ms;
+    int64_t deadline = blc_now_ms() + c->o.attempt_timeout_ms;
     cn->off = cn->len = 0;
     for (;;) {
         ssize_t r = recv(cn->fd, cn->buf, HEAD_MAX, 0);
@@ -1177,16 +1151,16 @@ static int sink_fill(struct ballast_client *c, struct conn *cn, const struct end
             continue;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            return set_err(c, BALLAST_EUNAVAILABLE, "%s: recv reading the response body: %s",
-                           ep->name, strerror(errno));
+            return blc_set_err(c, BALLAST_EUNAVAILABLE, "%s: recv reading the response body: %s",
+                               ep->name, strerror(errno));
         }
-        int w = io_wait(cn->fd, POLLIN, deadline);
+        int w = blc_io_wait(cn->fd, POLLIN, deadline);
         if (w == 0) {
-            return set_err(c, BALLAST_ETIMEOUT, "%s: no byte of the response body for %u ms",
-                           ep->name, c->o.attempt_timeout_ms);
+            return blc_set_err(c, BALLAST_ETIMEOUT, "%s: no byte of the response body for %u ms",
+                               ep->name, c->o.attempt_timeout_ms);
         }
         if (w < 0) {
-            return set_err(c, BALLAST_EUNAVAILABLE, "%s: poll: %s", ep->name, strerror(errno));
+            return blc_set_err(c, BALLAST_EUNAVAILABLE, "%s: poll: %s", ep->name, strerror(errno));
         }
     }
 }
@@ -1208,8 +1182,8 @@ static int sink_copy(struct ballast_client *c, struct conn *cn, const struct end
                 return 0;
             }
             if (eof) {
-                return set_err(c, BALLAST_EUNAVAILABLE,
-                               "%s: connection closed reading the response body", ep->name);
+                return blc_set_err(c, BALLAST_EUNAVAILABLE,
+                                   "%s: connection closed reading the response body", ep->name);
             }
             continue;
         }
@@ -1232,35 +1206,35 @@ static int read_to_sink(struct ballast_client *c, struct conn *cn, const struct 
     int rv;
     rs->sunk = 0;
     if (ftruncate(rq->sink_fd, 0) != 0 || lseek(rq->sink_fd, 0, SEEK_SET) < 0) {
-        return set_err(c, BALLAST_EIO, "truncate %s: %s", rq->sink_name, strerror(errno));
+        return blc_set_err(c, BALLAST_EIO, "truncate %s: %s", rq->sink_name, strerror(errno));
     }
     if (rs->chunked) {
         for (;;) {
             const char *line;
             size_t ll;
             uint64_t size;
-            rv = conn_read_line(c, cn, ep, now_ms() + c->o.attempt_timeout_ms, &line, &ll);
+            rv = conn_read_line(c, cn, ep, blc_now_ms() + c->o.attempt_timeout_ms, &line, &ll);
             if (rv != 0) {
                 return rv;
             }
-            if (chunk_size(line, ll, UINT64_MAX / 16, &size) != 0) {
-                return set_err(c, BALLAST_EPROTO, "%s: bad chunk size line", ep->name);
+            if (blc_chunk_size(line, ll, UINT64_MAX / 16, &size) != 0) {
+                return blc_set_err(c, BALLAST_EPROTO, "%s: bad chunk size line", ep->name);
             }
             if (size == 0) {
                 break;
             }
             rv = sink_copy(c, cn, ep, rq, rs, size, 0);
             if (rv == 0) {
-                rv = conn_read_line(c, cn, ep, now_ms() + c->o.attempt_timeout_ms, &line, &ll);
+                rv = conn_read_line(c, cn, ep, blc_now_ms() + c->o.attempt_timeout_ms, &line, &ll);
             }
             if (rv != 0) {
                 return rv;
             }
             if (ll != 0) {
-                return set_err(c, BALLAST_EPROTO, "%s: chunk not followed by CRLF", ep->name);
+                return blc_set_err(c, BALLAST_EPROTO, "%s: chunk not followed by CRLF", ep->name);
             }
         }
-        rv = skip_trailers(c, cn, ep, now_ms() + c->o.attempt_timeout_ms);
+        rv = skip_trailers(c, cn, ep, blc_now_ms() + c->o.attempt_timeout_ms);
     } else if (rs->content_length >= 0) {
         rv = sink_copy(c, cn, ep, rq, rs, (uint64_t)rs->content_length, 0);
     } else {
@@ -1272,7 +1246,7 @@ static int read_to_sink(struct ballast_client *c, struct conn *cn, const struct 
     }
     rs->body = malloc(1);
     if (!rs->body) {
-        return set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
+        return blc_set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
     }
     rs->body[0] = '\0';
     rs->body_len = 0;
@@ -1297,12 +1271,13 @@ static int read_response(struct ballast_client *c, struct conn *cn, const struct
             *got_any = 1;
         }
         if (parse_head(cn->buf + cn->off, hl, rs, why, sizeof why) != 0) {
-            return set_err(c, BALLAST_EPROTO, "%s: malformed response to %s %s: %s", ep->name,
-                           rq->method, rq->target, why);
+            return blc_set_err(c, BALLAST_EPROTO, "%s: malformed response to %s %s: %s", ep->name,
+                               rq->method, rq->target, why);
         }
         cn->off += hl;
         if (rs->status == 101) {
-            return set_err(c, BALLAST_EPROTO, "%s: unexpected 101 Switching Protocols", ep->name);
+            return blc_set_err(c, BALLAST_EPROTO, "%s: unexpected 101 Switching Protocols",
+                               ep->name);
         }
         if (rs->status >= 200) {
             break;
@@ -1310,10 +1285,11 @@ static int read_response(struct ballast_client *c, struct conn *cn, const struct
         /* 1xx interim response: wait for the real one */
     }
     int no_body = strcmp(rq->method, "HEAD") == 0 || rs->status == 204 || rs->status == 304;
-    if (no_body) {
+    int stream = rq->stream && rs->status >= 200 && rs->status <= 299;
+    if (no_body || stream) { /* a stream's body is the caller's to read */
         rs->body = malloc(1);
         if (!rs->body) {
-            return set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
+            return blc_set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
         }
         rs->body[0] = '\0';
         rs->body_len = 0;
@@ -1329,13 +1305,13 @@ static int read_response(struct ballast_client *c, struct conn *cn, const struct
         return read_until_close(c, cn, ep, rs, deadline);
     }
     if (rs->content_length > BODY_MAX) {
-        return set_err(c, BALLAST_EPROTO, "%s: response body of %lld bytes is over %d", ep->name,
-                       (long long)rs->content_length, BODY_MAX);
+        return blc_set_err(c, BALLAST_EPROTO, "%s: response body of %lld bytes is over %d",
+                           ep->name, (long long)rs->content_length, BODY_MAX);
     }
     size_t cl = (size_t)rs->content_length;
     rs->body = malloc(cl + 1);
     if (!rs->body) {
-        return set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
+        return blc_set_err(c, BALLAST_ENOMEM, "out of memory reading a response");
     }
     rv = conn_read_exact(c, cn, ep, rs->body, cl, deadline);
     if (rv != 0) {
@@ -1354,9 +1330,9 @@ static int read_response(struct ballast_client *c, struct conn *cn, const struct
 static enum outcome attempt(struct ballast_client *c, struct conn *cn, const struct endpoint *ep,
                             const struct req *rq, struct resp *rs, int64_t deadline, int *err)
 {
-    int64_t t = now_ms();
+    int64_t t = blc_now_ms();
     if (cn->fd >= 0 && !conn_idle_ok(cn)) {
-        conn_close(cn); /* closed by the server while idle: reopen */
+        blc_conn_close(cn); /* closed by the server while idle: reopen */
     }
     int reused = cn->fd >= 0; /* kept alive from an earlier call */
     if (!reused) {
@@ -1368,33 +1344,33 @@ static enum outcome attempt(struct ballast_client *c, struct conn *cn, const str
     }
 
     struct sbuf h = {0};
-    sb_str(&h, rq->method);
-    sb_str(&h, " ");
-    sb_str(&h, rq->target);
-    sb_str(&h, " HTTP/1.1\r\nHost: ");
-    sb_str(&h, ep->name);
-    sb_str(&h, "\r\nUser-Agent: " USER_AGENT "\r\nAccept: ");
-    sb_str(&h, rq->accept_json ? CT_JSON : CT_MSGPACK);
-    sb_str(&h, "\r\n");
+    blc_sb_str(&h, rq->method);
+    blc_sb_str(&h, " ");
+    blc_sb_str(&h, rq->target);
+    blc_sb_str(&h, " HTTP/1.1\r\nHost: ");
+    blc_sb_str(&h, ep->name);
+    blc_sb_str(&h, "\r\nUser-Agent: " USER_AGENT "\r\nAccept: ");
+    blc_sb_str(&h, rq->accept_json ? CT_JSON : CT_MSGPACK);
+    blc_sb_str(&h, "\r\n");
     if (rq->content_type) {
-        sb_str(&h, "Content-Type: ");
-        sb_str(&h, rq->content_type);
-        sb_str(&h, "\r\n");
+        blc_sb_str(&h, "Content-Type: ");
+        blc_sb_str(&h, rq->content_type);
+        blc_sb_str(&h, "\r\n");
     }
     if (rq->has_body) {
         char num[64];
         snprintf(num, sizeof num, "Content-Length: %zu\r\n", rq->body_len);
-        sb_str(&h, num);
+        blc_sb_str(&h, num);
     }
     if (rq->id[0]) {
-        sb_str(&h, "X-Ballast-Request-Id: ");
-        sb_str(&h, rq->id);
-        sb_str(&h, "\r\n");
+        blc_sb_str(&h, "X-Ballast-Request-Id: ");
+        blc_sb_str(&h, rq->id);
+        blc_sb_str(&h, "\r\n");
     }
-    sb_str(&h, "\r\n");
+    blc_sb_str(&h, "\r\n");
     if (h.oom) {
         free(h.p);
-        *err = set_err(c, BALLAST_ENOMEM, "out of memory building a request");
+        *err = blc_set_err(c, BALLAST_ENOMEM, "out of memory building a request");
         return OUT_FATAL;
     }
     struct iovec iov[2] = {{h.p, h.len}, {(void *)rq->body, rq->has_body ? rq->body_len : 0}};
@@ -1423,7 +1399,7 @@ static int may_resend(const struct ballast_client *c, const struct req *rq)
 }
 
 /* Jittered exponential backoff for the @k-th wait of a call. */
-static int64_t backoff_ms(struct ballast_client *c, unsigned k)
+int64_t blc_backoff_ms(struct ballast_client *c, unsigned k)
 {
     uint64_t d = c->o.backoff_base_ms;
     for (unsigned i = 0; i < k && d < c->o.backoff_max_ms; i++) {
@@ -1440,27 +1416,28 @@ static int64_t backoff_ms(struct ballast_client *c, unsigned k)
  * Returns 0 with a response in @rs (any status; the caller maps errors), or
  * an error with the message set and @rs empty. */
 static int do_call(struct ballast_client *c, const struct req *rq, struct resp *rs,
-                   const struct endpoint *fixed, struct conn *fixed_cn)
+                   const struct endpoint *fixed, struct conn *cn, size_t *cur)
 {
-    int64_t deadline = now_ms() + c->o.request_timeout_ms;
+    int64_t deadline = blc_now_ms() + c->o.request_timeout_ms + rq->extra_ms;
     unsigned attempts = 0, waits = 0, since_wait = 0;
     int64_t round_retry_after = 0;
     int stale_done = 0;
     int maybe = 0; /* an attempt so far may have been executed */
-    resp_reset(rs);
+    blc_resp_reset(rs);
     for (;;) {
-        const struct endpoint *ep = fixed ? fixed : &c->eps[c->cur];
-        struct conn *cn = fixed ? fixed_cn : &c->conn;
-        int64_t ad = rq->long_head ? deadline : now_ms() + c->o.attempt_timeout_ms;
+        const struct endpoint *ep = fixed ? fixed : &c->eps[*cur];
+        int64_t ad =
+            rq->long_head ? deadline : blc_now_ms() + c->o.attempt_timeout_ms + rq->extra_ms;
         int err = 0;
-        resp_reset(rs);
+        blc_resp_reset(rs);
         enum outcome oc = attempt(c, cn, ep, rq, rs, ad < deadline ? ad : deadline, &err);
         int earlier = maybe;
         maybe |= oc == OUT_MAYBE || (oc == OUT_STALE && rq->write) ||
                  (oc == OUT_DONE && rs->status == 504);
         if (oc == OUT_DONE) {
-            if (rs->close) {
-                conn_close(cn);
+            int streaming = rq->stream && rs->status >= 200 && rs->status <= 299;
+            if (rs->close && !streaming) {
+                blc_conn_close(cn);
             }
             rs->after_maybe = earlier;
             if (fixed || (rs->status != 503 && rs->status != 504) ||
@@ -1468,8 +1445,8 @@ static int do_call(struct ballast_client *c, const struct req *rq, struct resp *
                 return 0;
             }
         } else {
-            conn_close(cn);
-            resp_reset(rs);
+            blc_conn_close(cn);
+            blc_resp_reset(rs);
             if (oc == OUT_FATAL) {
                 return err;
             }
@@ -1495,17 +1472,17 @@ static int do_call(struct ballast_client *c, const struct req *rq, struct resp *
                 round_retry_after < c->o.backoff_max_ms ? round_retry_after : c->o.backoff_max_ms;
             since_wait = 0;
             round_retry_after = 0;
-            delay = backoff_ms(c, waits++);
+            delay = blc_backoff_ms(c, waits++);
             if (ra > delay) {
                 delay = ra;
             }
         }
-        if (attempts >= c->o.max_attempts || now_ms() + delay >= deadline) {
+        if (attempts >= c->o.max_attempts || blc_now_ms() + delay >= deadline) {
             return oc == OUT_DONE ? 0 : err; /* a 503/504 answer speaks for itself */
         }
-        conn_close(&c->conn);
-        c->cur = (c->cur + 1) % c->n_eps;
-        sleep_ms(delay);
+        blc_conn_close(cn);
+        *cur = (*cur + 1) % c->n_eps;
+        blc_sleep_ms(delay);
     }
 }
 
@@ -1528,18 +1505,18 @@ static const struct {
     {2, 0, 2}, {4, 0, 2},                                   /* map 16/32 */
 };
 
-/* Check that @n bytes at @p hold exactly one well-formed msgpack object
- * whose containers never claim more elements than bytes remain, so that
- * unpacking cannot be made to allocate far beyond the body's size. Walks
- * iteratively: @pending counts the objects still to read. */
-static int mp_check(const unsigned char *p, size_t n)
+/* Walk the first msgpack object of the @n bytes at @p without allocating
+ * (see client_int.h): @pending counts the objects still to read. A
+ * container claiming more elements than bytes remain is incomplete, so a
+ * whole object never claims more than its size. */
+int blc_mp_first(const unsigned char *p, size_t n, size_t *used)
 {
     size_t i = 0;
     uint64_t pending = 1;
     while (pending > 0) {
         pending--;
         if (i >= n) {
-            return -1;
+            return 0;
         }
         unsigned t = p[i++];
         uint64_t len = 0;
@@ -1557,7 +1534,7 @@ static int mp_check(const unsigned char *p, size_t n)
         } else if (t >= 0xc4) {
             unsigned lb = MP_TYPES[t - 0xc4].lb;
             if (n - i < lb) {
-                return -1;
+                return 0;
             }
             for (unsigned k = 0; k < lb; k++) {
                 len = (len << 8) | p[i++];
@@ -1569,17 +1546,27 @@ static int mp_check(const unsigned char *p, size_t n)
         }
         if (kind == 0) {
             if (len > n - i) {
-                return -1;
+                return 0;
             }
             i += (size_t)len;
         } else {
             pending += kind == 2 ? len * 2 : len;
             if (pending > n - i) {
-                return -1;
+                return 0;
             }
         }
     }
-    return i == n ? 0 : -1;
+    *used = i;
+    return 1;
+}
+
+/* Check that @n bytes at @p hold exactly one well-formed msgpack object
+ * whose containers never claim more elements than bytes remain, so that
+ * unpacking cannot be made to allocate far beyond the body's size. */
+int blc_mp_check(const unsigned char *p, size_t n)
+{
+    size_t used = 0;
+    return blc_mp_first(p, n, &used) == 1 && used == n ? 0 : -1;
 }
 
 /* Unpack the body of @rs into @u (to be destroyed by the caller). */
@@ -1588,27 +1575,27 @@ static int mp_parse(struct ballast_client *c, const struct req *rq, const struct
 {
     msgpack_unpacked_init(u);
     if (strstr(rs->content_type, "json")) {
-        return set_err(c, BALLAST_EPROTO, "reply to %s %s is %s, not msgpack", rq->method,
-                       rq->target, rs->content_type);
+        return blc_set_err(c, BALLAST_EPROTO, "reply to %s %s is %s, not msgpack", rq->method,
+                           rq->target, rs->content_type);
     }
-    if (mp_check((const unsigned char *)rs->body, rs->body_len) != 0) {
-        return set_err(c, BALLAST_EPROTO, "reply to %s %s is not well-formed msgpack", rq->method,
-                       rq->target);
+    if (blc_mp_check((const unsigned char *)rs->body, rs->body_len) != 0) {
+        return blc_set_err(c, BALLAST_EPROTO, "reply to %s %s is not well-formed msgpack",
+                           rq->method, rq->target);
     }
     size_t off = 0;
     msgpack_unpack_return ur = msgpack_unpack_next(u, rs->body, rs->body_len, &off);
     if (ur == MSGPACK_UNPACK_NOMEM_ERROR) {
-        return set_err(c, BALLAST_ENOMEM, "out of memory decoding a reply");
+        return blc_set_err(c, BALLAST_ENOMEM, "out of memory decoding a reply");
     }
     if (ur != MSGPACK_UNPACK_SUCCESS || off != rs->body_len) {
-        return set_err(c, BALLAST_EPROTO, "reply to %s %s is not well-formed msgpack", rq->method,
-                       rq->target);
+        return blc_set_err(c, BALLAST_EPROTO, "reply to %s %s is not well-formed msgpack",
+                           rq->method, rq->target);
     }
     return 0;
 }
 
 /* Field @name of map @m, or NULL when absent, nil, or @m is not a map. */
-static const msgpack_object *mp_get(const msgpack_object *m, const char *name)
+const msgpack_object *blc_mp_get(const msgpack_object *m, const char *name)
 {
     if (!m || m->type != MSGPACK_OBJECT_MAP) {
         return NULL;
@@ -1627,9 +1614,9 @@ static const msgpack_object *mp_get(const msgpack_object *m, const char *name)
 
 /* The decoders below leave the output alone for an absent field and return
  * -1 for a field of the wrong type. */
-static int mp_u64(const msgpack_object *m, const char *name, uint64_t *out)
+int blc_mp_u64(const msgpack_object *m, const char *name, uint64_t *out)
 {
-    const msgpack_object *v = mp_get(m, name);
+    const msgpack_object *v = blc_mp_get(m, name);
     if (!v) {
         return 0;
     }
@@ -1640,9 +1627,9 @@ static int mp_u64(const msgpack_object *m, const char *name, uint64_t *out)
     return 0;
 }
 
-static int mp_i64(const msgpack_object *m, const char *name, int64_t *out)
+int blc_mp_i64(const msgpack_object *m, const char *name, int64_t *out)
 {
-    const msgpack_object *v = mp_get(m, name);
+    const msgpack_object *v = blc_mp_get(m, name);
     if (!v) {
         return 0;
     }
@@ -1656,9 +1643,9 @@ static int mp_i64(const msgpack_object *m, const char *name, int64_t *out)
     return 0;
 }
 
-static int mp_bool(const msgpack_object *m, const char *name, int *out)
+int blc_mp_bool(const msgpack_object *m, const char *name, int *out)
 {
-    const msgpack_object *v = mp_get(m, name);
+    const msgpack_object *v = blc_mp_get(m, name);
     if (!v) {
         return 0;
     }
@@ -1670,9 +1657,9 @@ static int mp_bool(const msgpack_object *m, const char *name, int *out)
 }
 
 /* Bytes of a bin or str field. */
-static int mp_bytes(const msgpack_object *m, const char *name, const char **p, size_t *n)
+int blc_mp_bytes(const msgpack_object *m, const char *name, const char **p, size_t *n)
 {
-    const msgpack_object *v = mp_get(m, name);
+    const msgpack_object *v = blc_mp_get(m, name);
     if (!v) {
         return 0;
     }
@@ -1694,7 +1681,7 @@ static int mp_strdup(const msgpack_object *m, const char *name, char **out)
 {
     const char *p = "";
     size_t n = 0;
-    if (mp_bytes(m, name, &p, &n) != 0) {
+    if (blc_mp_bytes(m, name, &p, &n) != 0) {
         return -1;
     }
     *out = strndup(p, n);
@@ -1703,7 +1690,7 @@ static int mp_strdup(const msgpack_object *m, const char *name, char **out)
 
 /* Decode the kv maps @objs[0..n) into one allocation: the array of structs
  * followed by each key and value, NUL-terminated. *@out is NULL when n is 0. */
-static int kvs_decode(const msgpack_object *objs, size_t n, struct ballast_kv **out)
+int blc_kvs_decode(const msgpack_object *objs, size_t n, struct ballast_kv **out)
 {
     *out = NULL;
     if (n == 0) {
@@ -1713,8 +1700,8 @@ static int kvs_decode(const msgpack_object *objs, size_t n, struct ballast_kv **
     for (size_t i = 0; i < n; i++) {
         const char *k = NULL, *v = "";
         size_t kl = 0, vl = 0;
-        if (objs[i].type != MSGPACK_OBJECT_MAP || mp_bytes(&objs[i], "key", &k, &kl) != 0 || !k ||
-            mp_bytes(&objs[i], "value", &v, &vl) != 0) {
+        if (objs[i].type != MSGPACK_OBJECT_MAP || blc_mp_bytes(&objs[i], "key", &k, &kl) != 0 ||
+            !k || blc_mp_bytes(&objs[i], "value", &v, &vl) != 0) {
             return BALLAST_EPROTO;
         }
         total += kl + vl + 2;
@@ -1729,8 +1716,8 @@ static int kvs_decode(const msgpack_object *objs, size_t n, struct ballast_kv **
         const char *k = NULL, *v = "";
         size_t kl = 0, vl = 0;
         memset(kv, 0, sizeof *kv);
-        mp_bytes(&objs[i], "key", &k, &kl);
-        mp_bytes(&objs[i], "value", &v, &vl);
+        blc_mp_bytes(&objs[i], "key", &k, &kl);
+        blc_mp_bytes(&objs[i], "value", &v, &vl);
         memcpy(data, k, kl);
         data[kl] = '\0';
         kv->key = data;
@@ -1741,10 +1728,10 @@ static int kvs_decode(const msgpack_object *objs, size_t n, struct ballast_kv **
         kv->value = data;
         kv->value_len = vl;
         data += vl + 1;
-        if (mp_i64(&objs[i], "create_revision", &kv->create_revision) != 0 ||
-            mp_i64(&objs[i], "mod_revision", &kv->mod_revision) != 0 ||
-            mp_i64(&objs[i], "version", &kv->version) != 0 ||
-            mp_i64(&objs[i], "lease", &kv->lease) != 0) {
+        if (blc_mp_i64(&objs[i], "create_revision", &kv->create_revision) != 0 ||
+            blc_mp_i64(&objs[i], "mod_revision", &kv->mod_revision) != 0 ||
+            blc_mp_i64(&objs[i], "version", &kv->version) != 0 ||
+            blc_mp_i64(&objs[i], "lease", &kv->lease) != 0) {
             free(kvs);
             return BALLAST_EPROTO;
         }
@@ -1754,9 +1741,9 @@ static int kvs_decode(const msgpack_object *objs, size_t n, struct ballast_kv **
 }
 
 /* Decode an optional array-of-kvs field. */
-static int kvs_field(const msgpack_object *m, const char *name, struct ballast_kv **out, size_t *n)
+int blc_kvs_field(const msgpack_object *m, const char *name, struct ballast_kv **out, size_t *n)
 {
-    const msgpack_object *a = mp_get(m, name);
+    const msgpack_object *a = blc_mp_get(m, name);
     *out = NULL;
     *n = 0;
     if (!a) {
@@ -1765,7 +1752,7 @@ static int kvs_field(const msgpack_object *m, const char *name, struct ballast_k
     if (a->type != MSGPACK_OBJECT_ARRAY) {
         return BALLAST_EPROTO;
     }
-    int rv = kvs_decode(a->via.array.ptr, a->via.array.size, out);
+    int rv = blc_kvs_decode(a->via.array.ptr, a->via.array.size, out);
     if (rv == 0) {
         *n = a->via.array.size;
     }
@@ -1808,8 +1795,9 @@ static int member_decode(const msgpack_object *o, struct ballast_member *m)
     if (r == 0) {
         r = mp_strdup(o, "role", &m->role);
     }
-    if (r == 0 && (mp_u64(o, "id", &m->id) != 0 || mp_bool(o, "reachable", &m->reachable) != 0 ||
-                   mp_u64(o, "match_index", &m->match_index) != 0)) {
+    if (r == 0 &&
+        (blc_mp_u64(o, "id", &m->id) != 0 || blc_mp_bool(o, "reachable", &m->reachable) != 0 ||
+         blc_mp_u64(o, "match_index", &m->match_index) != 0)) {
         r = -1;
     }
     return r;
@@ -1879,16 +1867,17 @@ static int status_decode(const msgpack_object *o, const char *endpoint, struct b
     if (r == 0) {
         r = mp_strdup(o, "version", &st->version);
     }
-    if (r == 0 &&
-        (mp_u64(o, "id", &st->id) != 0 || mp_u64(o, "leader", &st->leader) != 0 ||
-         mp_u64(o, "term", &st->term) != 0 || mp_u64(o, "commit_index", &st->commit_index) != 0 ||
-         mp_u64(o, "applied_index", &st->applied_index) != 0 ||
-         mp_i64(o, "revision", &st->revision) != 0 || mp_u64(o, "db_bytes", &st->db_bytes) != 0 ||
-         mp_u64(o, "raft_log_bytes", &st->raft_log_bytes) != 0)) {
+    if (r == 0 && (blc_mp_u64(o, "id", &st->id) != 0 || blc_mp_u64(o, "leader", &st->leader) != 0 ||
+                   blc_mp_u64(o, "term", &st->term) != 0 ||
+                   blc_mp_u64(o, "commit_index", &st->commit_index) != 0 ||
+                   blc_mp_u64(o, "applied_index", &st->applied_index) != 0 ||
+                   blc_mp_i64(o, "revision", &st->revision) != 0 ||
+                   blc_mp_u64(o, "db_bytes", &st->db_bytes) != 0 ||
+                   blc_mp_u64(o, "raft_log_bytes", &st->raft_log_bytes) != 0)) {
         r = -1;
     }
     if (r == 0) {
-        int mr = members_decode(mp_get(o, "members"), &st->members, &st->n_members);
+        int mr = members_decode(blc_mp_get(o, "members"), &st->members, &st->n_members);
         r = mr == 0 ? 0 : mr == BALLAST_ENOMEM ? -2 : -1;
     }
     if (r != 0) {
@@ -2001,27 +1990,68 @@ static int json_string_field(const char *p, size_t n, const char *name, char *ou
     return -1;
 }
 
+/* Find the JSON integer member "@name": N in @p (@n bytes) into *@out.
+ * Returns 0 when found. */
+static int json_int_field(const char *p, size_t n, const char *name, int64_t *out)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i + nl + 2 <= n; i++) {
+        if (p[i] != '"' || memcmp(p + i + 1, name, nl) != 0 || p[i + nl + 1] != '"') {
+            continue;
+        }
+        size_t j = i + nl + 2;
+        while (j < n && (p[j] == ' ' || p[j] == '\t' || p[j] == '\r' || p[j] == '\n')) {
+            j++;
+        }
+        if (j >= n || p[j] != ':') {
+            continue;
+        }
+        j++;
+        while (j < n && (p[j] == ' ' || p[j] == '\t' || p[j] == '\r' || p[j] == '\n')) {
+            j++;
+        }
+        int64_t v = 0;
+        size_t k = j;
+        for (; k < n && k - j < 18 && p[k] >= '0' && p[k] <= '9'; k++) {
+            v = v * 10 + (p[k] - '0');
+        }
+        if (k > j) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 /* Map a non-2xx response to an error and set the message from its body. */
-static int reply_error(struct ballast_client *c, const char *ep_name, const struct resp *rs)
+int blc_reply_error(struct ballast_client *c, const char *ep_name, const struct resp *rs)
 {
     char code[64] = "", msg[ERRMSG_SIZE] = "";
+    int64_t compact = 0;
     msgpack_unpacked u;
     msgpack_unpacked_init(&u);
     size_t off = 0;
-    if (rs->body_len > 0 && mp_check((const unsigned char *)rs->body, rs->body_len) == 0 &&
+    if (rs->body_len > 0 && blc_mp_check((const unsigned char *)rs->body, rs->body_len) == 0 &&
         msgpack_unpack_next(&u, rs->body, rs->body_len, &off) == MSGPACK_UNPACK_SUCCESS) {
-        const msgpack_object *e = mp_get(&u.data, "error");
+        const msgpack_object *e = blc_mp_get(&u.data, "error");
         const char *p;
         size_t n;
         p = NULL;
         n = 0;
-        if (mp_bytes(e, "code", &p, &n) == 0 && p) {
+        if (blc_mp_bytes(e, "code", &p, &n) == 0 && p) {
             snprintf(code, sizeof code, "%.*s", (int)n, p);
         }
         p = NULL;
         n = 0;
-        if (mp_bytes(e, "message", &p, &n) == 0 && p) {
+        if (blc_mp_bytes(e, "message", &p, &n) == 0 && p) {
             snprintf(msg, sizeof msg, "%.*s", (int)n, p);
+        }
+        /* 410 compacted: in the error object, or beside it */
+        if (blc_mp_i64(e, "compact_revision", &compact) != 0 || compact == 0) {
+            compact = 0;
+            if (blc_mp_i64(&u.data, "compact_revision", &compact) != 0) {
+                compact = 0;
+            }
         }
     } else if (rs->body_len > 0) {
         const char *start = rs->body;
@@ -2032,16 +2062,20 @@ static int reply_error(struct ballast_client *c, const char *ep_name, const stru
         size_t left = rs->body_len - (size_t)(start - rs->body);
         json_string_field(start, left, "code", code, sizeof code);
         json_string_field(start, left, "message", msg, sizeof msg);
+        json_int_field(rs->body, rs->body_len, "compact_revision", &compact);
     }
     msgpack_unpacked_destroy(&u);
     int err = code[0] ? code_to_err(code) : status_to_err(rs->status);
+    if (err == BALLAST_ECOMPACTED) {
+        c->compact_revision = compact > 0 ? compact : 0;
+    }
     if (msg[0]) {
-        return set_err(c, err, "%s", msg);
+        return blc_set_err(c, err, "%s", msg);
     }
     if (code[0]) {
-        return set_err(c, err, "%s (HTTP %d from %s)", code, rs->status, ep_name);
+        return blc_set_err(c, err, "%s (HTTP %d from %s)", code, rs->status, ep_name);
     }
-    return set_err(c, err, "HTTP %d from %s", rs->status, ep_name);
+    return blc_set_err(c, err, "HTTP %d from %s", rs->status, ep_name);
 }
 
 /* --- client ------------------------------------------------------------- */
@@ -2127,7 +2161,7 @@ struct ballast_client *ballast_client_new(const char *endpoints, const struct ba
     if (fill_random(seed, sizeof seed) == 0) {
         memcpy(&c->rng, seed, sizeof c->rng);
     }
-    c->rng ^= (uint64_t)now_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
+    c->rng ^= (uint64_t)blc_now_ms() * 0x9E3779B97F4A7C15ull ^ (uint64_t)getpid();
     return c;
 err:
     ballast_client_free(c);
@@ -2139,7 +2173,7 @@ void ballast_client_free(struct ballast_client *c)
     if (!c) {
         return;
     }
-    conn_close(&c->conn);
+    blc_conn_close(&c->conn);
     free(c->conn.buf);
     for (size_t i = 0; c->eps && i < c->n_eps; i++) {
         endpoint_clear(&c->eps[i]);
@@ -2154,72 +2188,71 @@ static int call(struct ballast_client *c, const struct req *rq, struct resp *rs,
                 const char *endpoint)
 {
     if (!endpoint) {
-        int rv = do_call(c, rq, rs, NULL, NULL);
-        snprintf(c->last_ep, sizeof c->last_ep, "%s", c->eps[c->cur].name);
-        return rv;
+        return blc_call_on(c, rq, rs, &c->conn, &c->cur);
     }
     struct endpoint ep;
     char why[ERRMSG_SIZE];
     int rv = endpoint_parse(endpoint, strlen(endpoint), &ep, why, sizeof why);
     if (rv != 0) {
-        return set_err(c, rv, "%s", why);
+        return blc_set_err(c, rv, "%s", why);
     }
     struct conn cn = {-1, malloc(HEAD_MAX), 0, 0};
     if (!cn.buf) {
         endpoint_clear(&ep);
-        return set_err(c, BALLAST_ENOMEM, "out of memory");
+        return blc_set_err(c, BALLAST_ENOMEM, "out of memory");
     }
-    rv = do_call(c, rq, rs, &ep, &cn);
-    conn_close(&cn);
+    size_t unused = 0; /* a fixed endpoint never fails over */
+    rv = do_call(c, rq, rs, &ep, &cn, &unused);
+    blc_conn_close(&cn);
     free(cn.buf);
     snprintf(c->last_ep, sizeof c->last_ep, "%s", ep.name);
     endpoint_clear(&ep);
     return rv;
 }
 
+int blc_call_on(struct ballast_client *c, const struct req *rq, struct resp *rs, struct conn *cn,
+                size_t *cur)
+{
+    int rv = do_call(c, rq, rs, NULL, cn, cur);
+    snprintf(c->last_ep, sizeof c->last_ep, "%s", c->eps[*cur].name);
+    return rv;
+}
+
 /* Build "/v1/kv/<escaped key>" into @s. */
 static void kv_target(struct sbuf *s, const void *key, size_t klen)
 {
-    sb_str(s, "/v1/kv/");
-    sb_escape(s, key, klen);
+    blc_sb_str(s, "/v1/kv/");
+    blc_sb_escape(s, key, klen);
 }
 
 /* Initialize a request; writes get a fresh request id. */
-static void req_init(struct ballast_client *c, struct req *rq, const char *method,
-                     const char *target)
+void blc_req_init(struct ballast_client *c, struct req *rq, const char *method, const char *target)
 {
     memset(rq, 0, sizeof *rq);
     rq->method = method;
     rq->target = target;
     rq->write = strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
     if (rq->write) {
-        make_request_id(c, rq->id);
+        blc_make_request_id(c, rq->id);
     }
 }
 
-/* A decoded msgpack reply. The objects point into the body, so both live
- * and go together (mp_reply_free). */
-struct mp_reply {
-    struct resp rs;
-    msgpack_unpacked u;
-};
-
-static void mp_reply_free(struct mp_reply *m)
+void blc_mp_reply_free(struct mp_reply *m)
 {
     msgpack_unpacked_destroy(&m->u);
-    resp_reset(&m->rs);
+    blc_resp_reset(&m->rs);
 }
 
 /* Run a msgpack call: send, map error answers, unpack a 2xx body into @m,
- * which the caller frees with mp_reply_free() whatever this returns. */
-static int mp_call(struct ballast_client *c, const struct req *rq, struct mp_reply *m,
-                   const char *endpoint)
+ * which the caller frees with blc_mp_reply_free() whatever this returns. */
+static int mp_call_at(struct ballast_client *c, const struct req *rq, struct mp_reply *m,
+                      const char *endpoint)
 {
     memset(&m->rs, 0, sizeof m->rs);
     msgpack_unpacked_init(&m->u);
     int rv = call(c, rq, &m->rs, endpoint);
     if (rv == 0 && (m->rs.status < 200 || m->rs.status > 299)) {
-        rv = reply_error(c, c->last_ep, &m->rs);
+        rv = blc_reply_error(c, c->last_ep, &m->rs);
     }
     if (rv == 0) {
         msgpack_unpacked_destroy(&m->u);
@@ -2228,23 +2261,29 @@ static int mp_call(struct ballast_client *c, const struct req *rq, struct mp_rep
     return rv;
 }
 
-static int check_key(struct ballast_client *c, const void *key, size_t klen, int allow_empty)
+int blc_mp_call(struct ballast_client *c, const struct req *rq, struct mp_reply *m)
+{
+    return mp_call_at(c, rq, m, NULL);
+}
+
+int blc_check_key(struct ballast_client *c, const void *key, size_t klen, int allow_empty)
 {
     if ((!key && klen > 0) || (klen == 0 && !allow_empty)) {
-        return set_err(c, BALLAST_EBADARG, "empty key");
+        return blc_set_err(c, BALLAST_EBADARG, "empty key");
     }
     if (klen > KEY_MAX) {
-        return set_err(c, BALLAST_EBADARG, "key of %zu bytes is over %d", klen, KEY_MAX);
+        return blc_set_err(c, BALLAST_EBADARG, "key of %zu bytes is over %d", klen, KEY_MAX);
     }
     return 0;
 }
 
-static int bad_reply(struct ballast_client *c, int rv, const struct req *rq)
+int blc_bad_reply(struct ballast_client *c, int rv, const struct req *rq)
 {
     if (rv == BALLAST_ENOMEM) {
-        return set_err(c, rv, "out of memory decoding the reply to %s %s", rq->method, rq->target);
+        return blc_set_err(c, rv, "out of memory decoding the reply to %s %s", rq->method,
+                           rq->target);
     }
-    return set_err(c, BALLAST_EPROTO, "unexpected reply to %s %s", rq->method, rq->target);
+    return blc_set_err(c, BALLAST_EPROTO, "unexpected reply to %s %s", rq->method, rq->target);
 }
 
 int ballast_put(struct ballast_client *c, const void *key, size_t klen, const void *value,
@@ -2257,60 +2296,73 @@ int ballast_put(struct ballast_client *c, const void *key, size_t klen, const vo
     if (!c) {
         return BALLAST_EBADARG;
     }
-    int rv = check_key(c, key, klen, 0);
+    int rv = blc_check_key(c, key, klen, 0);
     if (rv != 0) {
         return rv;
     }
     if (!value && vlen > 0) {
-        return set_err(c, BALLAST_EBADARG, "NULL value");
+        return blc_set_err(c, BALLAST_EBADARG, "NULL value");
     }
     if (!o) {
         o = &defaults;
     }
     if (o->cas < BALLAST_NO_CAS || o->lease < 0) {
-        return set_err(c, BALLAST_EBADARG, "negative cas or lease");
+        return blc_set_err(c, BALLAST_EBADARG, "negative cas or lease");
+    }
+    if (o->lease > 0 && o->ttl_ms > 0) {
+        return blc_set_err(c, BALLAST_EBADARG, "a put takes a lease or a ttl, not both");
+    }
+    if (o->request_id && (rv = blc_check_request_id(c, o->request_id)) != 0) {
+        return rv;
     }
     struct sbuf t = {0};
     kv_target(&t, key, klen);
     if (o->cas >= 0) {
-        sb_query_i64(&t, "cas", o->cas);
+        blc_sb_query_i64(&t, "cas", o->cas);
     }
     if (o->lease > 0) {
-        sb_query_i64(&t, "lease", o->lease);
+        blc_sb_query_i64(&t, "lease", o->lease);
+    }
+    if (o->ttl_ms > 0) {
+        blc_sb_query_ms(&t, "ttl", o->ttl_ms);
     }
     if (o->prev) {
-        sb_query(&t, "prev", NULL);
+        blc_sb_query(&t, "prev", NULL);
     }
     if (t.oom) {
         free(t.p);
-        return set_err(c, BALLAST_ENOMEM, "out of memory");
+        return blc_set_err(c, BALLAST_ENOMEM, "out of memory");
     }
     struct req rq;
-    req_init(c, &rq, "PUT", t.p);
+    blc_req_init(c, &rq, "PUT", t.p);
     rq.body = value ? value : "";
     rq.body_len = vlen;
     rq.has_body = 1;
     rq.content_type = CT_OCTET_STREAM;
     rq.cas = o->cas >= 0;
+    if (o->request_id) {
+        snprintf(rq.id, sizeof rq.id, "%s", o->request_id);
+    }
     struct mp_reply m;
-    rv = mp_call(c, &rq, &m, NULL);
+    rv = blc_mp_call(c, &rq, &m);
     if (rv == 0) {
         struct ballast_put_result tmp = {0};
-        const msgpack_object *prev = mp_get(&m.u.data, "prev");
+        const msgpack_object *prev = blc_mp_get(&m.u.data, "prev");
         if (m.u.data.type != MSGPACK_OBJECT_MAP ||
-            mp_i64(&m.u.data, "revision", &tmp.revision) != 0) {
+            blc_mp_i64(&m.u.data, "revision", &tmp.revision) != 0 ||
+            blc_mp_i64(&m.u.data, "lease", &tmp.lease) != 0) {
             rv = BALLAST_EPROTO;
         } else if (prev && r) {
-            rv = kvs_decode(prev, 1, &tmp.prev);
+            rv = blc_kvs_decode(prev, 1, &tmp.prev);
             tmp.has_prev = rv == 0;
         }
         if (rv != 0) {
-            rv = bad_reply(c, rv, &rq);
+            rv = blc_bad_reply(c, rv, &rq);
         } else if (r) {
             *r = tmp;
         }
     }
-    mp_reply_free(&m);
+    blc_mp_reply_free(&m);
     free(t.p);
     return rv;
 }
@@ -2323,44 +2375,85 @@ void ballast_put_result_free(struct ballast_put_result *r)
     }
 }
 
-int ballast_get(struct ballast_client *c, const void *key, size_t klen, int consistency,
-                struct ballast_kv **out)
+/* Add "wait" and "index" for a long-poll (Consul's blocking query) to @t;
+ * returns how much longer than a plain read its answer may take. */
+static unsigned long_poll_query(struct sbuf *t, int64_t index, unsigned wait_ms)
+{
+    if (wait_ms > 0) {
+        blc_sb_query_ms(t, "wait", wait_ms);
+    }
+    if (index <= 0) {
+        return 0; /* the server answers at once */
+    }
+    blc_sb_query_i64(t, "index", index);
+    unsigned w = wait_ms ? wait_ms : LONG_POLL_DEFAULT_MS;
+    return w + w / 16; /* and a margin for a server that adds jitter */
+}
+
+static int get_call(struct ballast_client *c, const void *key, size_t klen,
+                    const struct ballast_get_opts *o, struct ballast_kv **out, int64_t *revision)
 {
     if (out) {
         *out = NULL;
+    }
+    if (revision) {
+        *revision = 0;
     }
     if (!c) {
         return BALLAST_EBADARG;
     }
     if (!out) {
-        return set_err(c, BALLAST_EBADARG, "NULL out");
+        return blc_set_err(c, BALLAST_EBADARG, "NULL out");
     }
-    int rv = check_key(c, key, klen, 0);
+    int rv = blc_check_key(c, key, klen, 0);
     if (rv != 0) {
         return rv;
     }
+    if (o->index < 0) {
+        return blc_set_err(c, BALLAST_EBADARG, "negative index");
+    }
     struct sbuf t = {0};
     kv_target(&t, key, klen);
-    if (consistency == BALLAST_SERIALIZABLE) {
-        sb_query(&t, "consistency", "serializable");
+    if (o->consistency == BALLAST_SERIALIZABLE) {
+        blc_sb_query(&t, "consistency", "serializable");
     }
+    unsigned extra = long_poll_query(&t, o->index, o->wait_ms);
     if (t.oom) {
         free(t.p);
-        return set_err(c, BALLAST_ENOMEM, "out of memory");
+        return blc_set_err(c, BALLAST_ENOMEM, "out of memory");
     }
     struct req rq;
-    req_init(c, &rq, "GET", t.p);
+    blc_req_init(c, &rq, "GET", t.p);
+    rq.extra_ms = extra;
     struct mp_reply m;
-    rv = mp_call(c, &rq, &m, NULL);
+    rv = blc_mp_call(c, &rq, &m);
     if (rv == 0) {
-        rv = kvs_decode(&m.u.data, 1, out);
+        rv = blc_kvs_decode(&m.u.data, 1, out);
         if (rv != 0) {
-            rv = bad_reply(c, rv, &rq);
+            rv = blc_bad_reply(c, rv, &rq);
         }
     }
-    mp_reply_free(&m);
+    if (revision && m.rs.revision > 0 && (rv == 0 || rv == BALLAST_ENOTFOUND)) {
+        *revision = m.rs.revision;
+    }
+    blc_mp_reply_free(&m);
     free(t.p);
     return rv;
+}
+
+int ballast_get(struct ballast_client *c, const void *key, size_t klen, int consistency,
+                struct ballast_kv **out)
+{
+    struct ballast_get_opts o = {0};
+    o.consistency = consistency;
+    return get_call(c, key, klen, &o, out, NULL);
+}
+
+int ballast_get_wait(struct ballast_client *c, const void *key, size_t klen,
+                     const struct ballast_get_opts *o, struct ballast_kv **out, int64_t *revision)
+{
+    static const struct ballast_get_opts defaults = {0};
+    return get_call(c, key, klen, o ? o : &defaults, out, revision);
 }
 
 void ballast_kv_free(struct ballast_kv *kv)
@@ -2381,49 +2474,49 @@ int ballast_delete(struct ballast_client *c, const void *key, size_t klen,
     if (!o) {
         o = &defaults;
     }
-    int rv = check_key(c, key, klen, o->prefix);
+    int rv = blc_check_key(c, key, klen, o->prefix);
     if (rv != 0) {
         return rv;
     }
     if (o->cas < BALLAST_NO_CAS) {
-        return set_err(c, BALLAST_EBADARG, "negative cas");
+        return blc_set_err(c, BALLAST_EBADARG, "negative cas");
     }
     struct sbuf t = {0};
     kv_target(&t, key, klen);
     if (o->prefix) {
-        sb_query(&t, "prefix", NULL);
+        blc_sb_query(&t, "prefix", NULL);
     }
     if (o->cas >= 0) {
-        sb_query_i64(&t, "cas", o->cas);
+        blc_sb_query_i64(&t, "cas", o->cas);
     }
     if (o->prev) {
-        sb_query(&t, "prev", NULL);
+        blc_sb_query(&t, "prev", NULL);
     }
     if (t.oom) {
         free(t.p);
-        return set_err(c, BALLAST_ENOMEM, "out of memory");
+        return blc_set_err(c, BALLAST_ENOMEM, "out of memory");
     }
     struct req rq;
-    req_init(c, &rq, "DELETE", t.p);
+    blc_req_init(c, &rq, "DELETE", t.p);
     rq.cas = o->cas >= 0;
     struct mp_reply m;
-    rv = mp_call(c, &rq, &m, NULL);
+    rv = blc_mp_call(c, &rq, &m);
     if (rv == 0) {
         struct ballast_delete_result tmp = {0};
         if (m.u.data.type != MSGPACK_OBJECT_MAP ||
-            mp_i64(&m.u.data, "revision", &tmp.revision) != 0 ||
-            mp_i64(&m.u.data, "deleted", &tmp.deleted) != 0) {
+            blc_mp_i64(&m.u.data, "revision", &tmp.revision) != 0 ||
+            blc_mp_i64(&m.u.data, "deleted", &tmp.deleted) != 0) {
             rv = BALLAST_EPROTO;
         } else if (r) {
-            rv = kvs_field(&m.u.data, "prev_kvs", &tmp.prev_kvs, &tmp.n_prev);
+            rv = blc_kvs_field(&m.u.data, "prev_kvs", &tmp.prev_kvs, &tmp.n_prev);
         }
         if (rv != 0) {
-            rv = bad_reply(c, rv, &rq);
+            rv = blc_bad_reply(c, rv, &rq);
         } else if (r) {
             *r = tmp;
         }
     }
-    mp_reply_free(&m);
+    blc_mp_reply_free(&m);
     free(t.p);
     return rv;
 }
@@ -2447,61 +2540,69 @@ int ballast_range(struct ballast_client *c, const void *prefix, size_t plen,
         return BALLAST_EBADARG;
     }
     if (!r) {
-        return set_err(c, BALLAST_EBADARG, "NULL result");
+        return blc_set_err(c, BALLAST_EBADARG, "NULL result");
     }
     if (!o) {
         o = &defaults;
     }
-    int rv = check_key(c, prefix, plen, 1);
+    int rv = blc_check_key(c, prefix, plen, 1);
     if (rv == 0 && o->after) {
-        rv = check_key(c, o->after, o->after_len, 1);
+        rv = blc_check_key(c, o->after, o->after_len, 1);
+    }
+    if (rv == 0 && o->index < 0) {
+        rv = blc_set_err(c, BALLAST_EBADARG, "negative index");
     }
     if (rv != 0) {
         return rv;
     }
     struct sbuf t = {0};
     kv_target(&t, prefix, plen);
-    sb_query(&t, "prefix", NULL);
+    blc_sb_query(&t, "prefix", NULL);
     if (o->limit > 0) {
-        sb_query_i64(&t, "limit", o->limit);
+        blc_sb_query_i64(&t, "limit", o->limit);
     }
     if (o->after && o->after_len > 0) {
-        sb_str(&t, "&after=");
-        sb_escape(&t, o->after, o->after_len);
+        blc_sb_str(&t, "&after=");
+        blc_sb_escape(&t, o->after, o->after_len);
     }
     if (o->keys_only) {
-        sb_query(&t, "keys", NULL);
+        blc_sb_query(&t, "keys", NULL);
     }
     if (o->count_only) {
-        sb_query(&t, "count", NULL);
+        blc_sb_query(&t, "count", NULL);
     }
     if (o->consistency == BALLAST_SERIALIZABLE) {
-        sb_query(&t, "consistency", "serializable");
+        blc_sb_query(&t, "consistency", "serializable");
     }
+    unsigned extra = long_poll_query(&t, o->index, o->wait_ms);
     if (t.oom) {
         free(t.p);
-        return set_err(c, BALLAST_ENOMEM, "out of memory");
+        return blc_set_err(c, BALLAST_ENOMEM, "out of memory");
     }
     struct req rq;
-    req_init(c, &rq, "GET", t.p);
+    blc_req_init(c, &rq, "GET", t.p);
+    rq.extra_ms = extra;
     struct mp_reply m;
-    rv = mp_call(c, &rq, &m, NULL);
+    rv = blc_mp_call(c, &rq, &m);
     if (rv == 0) {
         struct ballast_range_result tmp = {0};
-        if (m.u.data.type != MSGPACK_OBJECT_MAP || mp_bool(&m.u.data, "more", &tmp.more) != 0 ||
-            mp_i64(&m.u.data, "count", &tmp.count) != 0 ||
-            mp_i64(&m.u.data, "revision", &tmp.revision) != 0) {
+        if (m.u.data.type != MSGPACK_OBJECT_MAP || blc_mp_bool(&m.u.data, "more", &tmp.more) != 0 ||
+            blc_mp_i64(&m.u.data, "count", &tmp.count) != 0 ||
+            blc_mp_i64(&m.u.data, "revision", &tmp.revision) != 0) {
             rv = BALLAST_EPROTO;
         } else {
-            rv = kvs_field(&m.u.data, "kvs", &tmp.kvs, &tmp.n);
+            rv = blc_kvs_field(&m.u.data, "kvs", &tmp.kvs, &tmp.n);
+        }
+        if (tmp.revision == 0 && m.rs.revision > 0) {
+            tmp.revision = m.rs.revision;
         }
         if (rv != 0) {
-            rv = bad_reply(c, rv, &rq);
+            rv = blc_bad_reply(c, rv, &rq);
         } else {
             *r = tmp;
         }
     }
-    mp_reply_free(&m);
+    blc_mp_reply_free(&m);
     free(t.p);
     return rv;
 }
@@ -2524,19 +2625,19 @@ static int status_call(struct ballast_client *c, const char *endpoint, struct ba
         return BALLAST_EBADARG;
     }
     if (!out) {
-        return set_err(c, BALLAST_EBADARG, "NULL out");
+        return blc_set_err(c, BALLAST_EBADARG, "NULL out");
     }
     struct req rq;
-    req_init(c, &rq, "GET", "/v1/status");
+    blc_req_init(c, &rq, "GET", "/v1/status");
     struct mp_reply m;
-    int rv = mp_call(c, &rq, &m, endpoint);
+    int rv = mp_call_at(c, &rq, &m, endpoint);
     if (rv == 0) {
         rv = status_decode(&m.u.data, c->last_ep, out);
         if (rv != 0) {
-            rv = bad_reply(c, rv, &rq);
+            rv = blc_bad_reply(c, rv, &rq);
         }
     }
-    mp_reply_free(&m);
+    blc_mp_reply_free(&m);
     return rv;
 }
 
@@ -2552,7 +2653,7 @@ int ballast_status_endpoint(struct ballast_client *c, const char *endpoint,
         if (out) {
             *out = NULL;
         }
-        return set_err(c, BALLAST_EBADARG, "NULL endpoint");
+        return blc_set_err(c, BALLAST_EBADARG, "NULL endpoint");
     }
     return status_call(c, endpoint, out);
 }
@@ -2569,20 +2670,20 @@ int ballast_members(struct ballast_client *c, struct ballast_member **out, size_
         return BALLAST_EBADARG;
     }
     if (!out || !n) {
-        return set_err(c, BALLAST_EBADARG, "NULL out");
+        return blc_set_err(c, BALLAST_EBADARG, "NULL out");
     }
     struct req rq;
-    req_init(c, &rq, "GET", "/v1/members");
+    blc_req_init(c, &rq, "GET", "/v1/members");
     struct mp_reply m;
-    int rv = mp_call(c, &rq, &m, NULL);
+    int rv = blc_mp_call(c, &rq, &m);
     if (rv == 0) {
         rv = m.u.data.type == MSGPACK_OBJECT_ARRAY ? members_decode(&m.u.data, out, n)
                                                    : BALLAST_EPROTO;
         if (rv != 0) {
-            rv = bad_reply(c, rv, &rq);
+            rv = blc_bad_reply(c, rv, &rq);
         }
     }
-    mp_reply_free(&m);
+    blc_mp_reply_free(&m);
     return rv;
 }
 
@@ -2605,7 +2706,7 @@ int ballast_leader_transfer(struct ballast_client *c, uint64_t to, uint64_t *new
         len = 1;
     }
     struct req rq;
-    req_init(c, &rq, "POST", "/v1/leader");
+    blc_req_init(c, &rq, "POST", "/v1/leader");
     rq.body = body;
     rq.body_len = len;
     rq.has_body = 1;
@@ -2618,17 +2719,17 @@ int ballast_leader_transfer(struct ballast_client *c, uint64_t to, uint64_t *new
     rq.once = to == 0;
     rq.final_504 = 1;
     struct mp_reply m;
-    int rv = mp_call(c, &rq, &m, NULL);
+    int rv = blc_mp_call(c, &rq, &m);
     if (rv == 0) {
         uint64_t leader = 0;
-        if (m.u.data.type != MSGPACK_OBJECT_MAP || mp_u64(&m.u.data, "leader", &leader) != 0 ||
+        if (m.u.data.type != MSGPACK_OBJECT_MAP || blc_mp_u64(&m.u.data, "leader", &leader) != 0 ||
             leader == 0) {
-            rv = bad_reply(c, BALLAST_EPROTO, &rq);
+            rv = blc_bad_reply(c, BALLAST_EPROTO, &rq);
         } else if (new_leader) {
             *new_leader = leader;
         }
     }
-    mp_reply_free(&m);
+    blc_mp_reply_free(&m);
     return rv;
 }
 
@@ -2640,7 +2741,7 @@ static int member_reply(struct ballast_client *c, const struct req *rq, const st
 {
     struct ballast_member *mb = calloc(1, sizeof *mb);
     if (!mb) {
-        return bad_reply(c, BALLAST_ENOMEM, rq);
+        return blc_bad_reply(c, BALLAST_ENOMEM, rq);
     }
     int r = member_decode(&m->u.data, mb);
     if (r == 0 && mb->id == 0) {
@@ -2648,7 +2749,7 @@ static int member_reply(struct ballast_client *c, const struct req *rq, const st
     }
     if (r != 0) {
         ballast_members_free(mb, 1);
-        return bad_reply(c, r == -2 ? BALLAST_ENOMEM : BALLAST_EPROTO, rq);
+        return blc_bad_reply(c, r == -2 ? BALLAST_ENOMEM : BALLAST_EPROTO, rq);
     }
     if (out) {
         *out = mb;
@@ -2658,7 +2759,7 @@ static int member_reply(struct ballast_client *c, const struct req *rq, const st
     return 0;
 }
 
-static int pack_str(msgpack_packer *pk, const char *s)
+int blc_pack_str(msgpack_packer *pk, const char *s)
 {
     size_t n = strlen(s);
     return msgpack_pack_str(pk, n) | msgpack_pack_str_body(pk, s, n);
@@ -2674,7 +2775,7 @@ int ballast_member_add(struct ballast_client *c, const char *name, const char *p
         return BALLAST_EBADARG;
     }
     if (!name || !*name || !peer_url || !*peer_url) {
-        return set_err(c, BALLAST_EBADARG, "a member needs a name and a peer URL");
+        return blc_set_err(c, BALLAST_EBADARG, "a member needs a name and a peer URL");
     }
     int has_client = client_url && *client_url;
     msgpack_sbuffer sb;
@@ -2682,31 +2783,31 @@ int ballast_member_add(struct ballast_client *c, const char *name, const char *p
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     int r = msgpack_pack_map(&pk, 3 + (size_t)has_client + (id != 0));
-    r |= pack_str(&pk, "name") | pack_str(&pk, name);
-    r |= pack_str(&pk, "peer_url") | pack_str(&pk, peer_url);
+    r |= blc_pack_str(&pk, "name") | blc_pack_str(&pk, name);
+    r |= blc_pack_str(&pk, "peer_url") | blc_pack_str(&pk, peer_url);
     if (has_client) {
-        r |= pack_str(&pk, "client_url") | pack_str(&pk, client_url);
+        r |= blc_pack_str(&pk, "client_url") | blc_pack_str(&pk, client_url);
     }
     if (id != 0) {
-        r |= pack_str(&pk, "id") | msgpack_pack_uint64(&pk, id);
+        r |= blc_pack_str(&pk, "id") | msgpack_pack_uint64(&pk, id);
     }
-    r |= pack_str(&pk, "role") | pack_str(&pk, voter ? "voter" : "learner");
+    r |= blc_pack_str(&pk, "role") | blc_pack_str(&pk, voter ? "voter" : "learner");
     if (r != 0) {
         msgpack_sbuffer_destroy(&sb);
-        return set_err(c, BALLAST_ENOMEM, "out of memory building a request");
+        return blc_set_err(c, BALLAST_ENOMEM, "out of memory building a request");
     }
     struct req rq;
-    req_init(c, &rq, "POST", "/v1/members");
+    blc_req_init(c, &rq, "POST", "/v1/members");
     rq.body = sb.data;
     rq.body_len = sb.size;
     rq.has_body = 1;
     rq.content_type = CT_MSGPACK;
     struct mp_reply m;
-    int rv = mp_call(c, &rq, &m, NULL);
+    int rv = blc_mp_call(c, &rq, &m);
     if (rv == 0) {
         rv = member_reply(c, &rq, &m, out);
     }
-    mp_reply_free(&m);
+    blc_mp_reply_free(&m);
     msgpack_sbuffer_destroy(&sb);
     return rv;
 }
@@ -2717,24 +2818,24 @@ int ballast_member_remove(struct ballast_client *c, uint64_t id)
         return BALLAST_EBADARG;
     }
     if (id == 0) {
-        return set_err(c, BALLAST_EBADARG, "member id 0");
+        return blc_set_err(c, BALLAST_EBADARG, "member id 0");
     }
     char target[64];
     snprintf(target, sizeof target, "/v1/members/%llu", (unsigned long long)id);
     struct req rq;
-    req_init(c, &rq, "DELETE", target);
+    blc_req_init(c, &rq, "DELETE", target);
     struct mp_reply m;
-    int rv = mp_call(c, &rq, &m, NULL);
+    int rv = blc_mp_call(c, &rq, &m);
     if (rv == BALLAST_ENOTFOUND && m.rs.status == 404 && m.rs.after_maybe) {
         rv = 0; /* an earlier attempt that may have been executed removed it */
     } else if (rv == 0) {
         uint64_t removed = id;
-        if (m.u.data.type != MSGPACK_OBJECT_MAP || mp_u64(&m.u.data, "removed", &removed) != 0 ||
-            removed != id) {
-            rv = bad_reply(c, BALLAST_EPROTO, &rq);
+        if (m.u.data.type != MSGPACK_OBJECT_MAP ||
+            blc_mp_u64(&m.u.data, "removed", &removed) != 0 || removed != id) {
+            rv = blc_bad_reply(c, BALLAST_EPROTO, &rq);
         }
     }
-    mp_reply_free(&m);
+    blc_mp_reply_free(&m);
     return rv;
 }
 
@@ -2747,12 +2848,12 @@ int ballast_member_promote(struct ballast_client *c, uint64_t id, struct ballast
         return BALLAST_EBADARG;
     }
     if (id == 0) {
-        return set_err(c, BALLAST_EBADARG, "member id 0");
+        return blc_set_err(c, BALLAST_EBADARG, "member id 0");
     }
     char target[64];
     snprintf(target, sizeof target, "/v1/members/%llu/promote", (unsigned long long)id);
     struct req rq;
-    req_init(c, &rq, "POST", target);
+    blc_req_init(c, &rq, "POST", target);
     rq.body = "";
     rq.has_body = 1;
     /* Promoting a voter is a no-op: a repeat is harmless. The server waits
@@ -2762,11 +2863,11 @@ int ballast_member_promote(struct ballast_client *c, uint64_t id, struct ballast
     rq.final_504 = 1;
     rq.long_head = 1;
     struct mp_reply m;
-    int rv = mp_call(c, &rq, &m, NULL);
+    int rv = blc_mp_call(c, &rq, &m);
     if (rv == 0) {
         rv = member_reply(c, &rq, &m, out);
     }
-    mp_reply_free(&m);
+    blc_mp_reply_free(&m);
     return rv;
 }
 
@@ -2790,24 +2891,25 @@ static int check_backup(struct ballast_client *c, int fd, const char *name, uint
 {
     unsigned char head[BACKUP_HEADER];
     if (size < BACKUP_HEADER || pread(fd, head, sizeof head, 0) != (ssize_t)sizeof head) {
-        return set_err(c, BALLAST_EPROTO, "snapshot: %llu bytes received, not a whole backup",
-                       (unsigned long long)size);
+        return blc_set_err(c, BALLAST_EPROTO, "snapshot: %llu bytes received, not a whole backup",
+                           (unsigned long long)size);
     }
     if (memcmp(head, BACKUP_MAGIC, 8) != 0) {
-        return set_err(c, BALLAST_EPROTO, "snapshot: the body is not a Ballast backup (bad magic)");
+        return blc_set_err(c, BALLAST_EPROTO,
+                           "snapshot: the body is not a Ballast backup (bad magic)");
     }
     uint64_t len = le64(head + 16), sum = le64(head + 24);
     if (len != size - BACKUP_HEADER) {
-        return set_err(c, BALLAST_EPROTO,
-                       "snapshot: the header announces %llu image bytes, %llu were received",
-                       (unsigned long long)len, (unsigned long long)(size - BACKUP_HEADER));
+        return blc_set_err(c, BALLAST_EPROTO,
+                           "snapshot: the header announces %llu image bytes, %llu were received",
+                           (unsigned long long)len, (unsigned long long)(size - BACKUP_HEADER));
     }
     if (sum == 0) {
-        return set_err(c, BALLAST_EPROTO, "snapshot: the backup carries no checksum");
+        return blc_set_err(c, BALLAST_EPROTO, "snapshot: the backup carries no checksum");
     }
     unsigned char *buf = malloc(HEAD_MAX);
     if (!buf) {
-        return set_err(c, BALLAST_ENOMEM, "out of memory checking %s", name);
+        return blc_set_err(c, BALLAST_ENOMEM, "out of memory checking %s", name);
     }
     uint64_t h = UINT64_C(0xcbf29ce484222325), off = BACKUP_HEADER;
     int rv = 0;
@@ -2818,7 +2920,8 @@ static int check_backup(struct ballast_client *c, int fd, const char *name, uint
             continue;
         }
         if (r <= 0) {
-            rv = set_err(c, BALLAST_EIO, "read %s: %s", name, r < 0 ? strerror(errno) : "short");
+            rv =
+                blc_set_err(c, BALLAST_EIO, "read %s: %s", name, r < 0 ? strerror(errno) : "short");
             break;
         }
         for (ssize_t i = 0; i < r; i++) {
@@ -2828,10 +2931,10 @@ static int check_backup(struct ballast_client *c, int fd, const char *name, uint
     }
     free(buf);
     if (rv == 0 && h != sum) {
-        rv = set_err(c, BALLAST_EPROTO,
-                     "snapshot: checksum mismatch (header %016llx, received %016llx): "
-                     "the body is damaged",
-                     (unsigned long long)sum, (unsigned long long)h);
+        rv = blc_set_err(c, BALLAST_EPROTO,
+                         "snapshot: checksum mismatch (header %016llx, received %016llx): "
+                         "the body is damaged",
+                         (unsigned long long)sum, (unsigned long long)h);
     }
     return rv;
 }
@@ -2866,23 +2969,23 @@ int ballast_snapshot_save(struct ballast_client *c, const char *path, uint64_t *
         return BALLAST_EBADARG;
     }
     if (!path || !*path) {
-        return set_err(c, BALLAST_EBADARG, "no file to save the snapshot to");
+        return blc_set_err(c, BALLAST_EBADARG, "no file to save the snapshot to");
     }
     size_t pl = strlen(path);
     char *tmp = malloc(pl + 5);
     if (!tmp) {
-        return set_err(c, BALLAST_ENOMEM, "out of memory");
+        return blc_set_err(c, BALLAST_ENOMEM, "out of memory");
     }
     memcpy(tmp, path, pl);
     memcpy(tmp + pl, ".tmp", 5);
     int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        int rv = set_err(c, BALLAST_EIO, "create %s: %s", tmp, strerror(errno));
+        int rv = blc_set_err(c, BALLAST_EIO, "create %s: %s", tmp, strerror(errno));
         free(tmp);
         return rv;
     }
     struct req rq;
-    req_init(c, &rq, "GET", "/v1/snapshot");
+    blc_req_init(c, &rq, "GET", "/v1/snapshot");
     rq.sink = 1;
     rq.sink_fd = fd;
     rq.sink_name = tmp;
@@ -2890,22 +2993,22 @@ int ballast_snapshot_save(struct ballast_client *c, const char *path, uint64_t *
     struct resp rs = {0};
     int rv = call(c, &rq, &rs, NULL);
     if (rv == 0 && (rs.status < 200 || rs.status > 299)) {
-        rv = reply_error(c, c->last_ep, &rs);
+        rv = blc_reply_error(c, c->last_ep, &rs);
     }
     if (rv == 0 && fsync(fd) != 0) {
-        rv = set_err(c, BALLAST_EIO, "fsync %s: %s", tmp, strerror(errno));
+        rv = blc_set_err(c, BALLAST_EIO, "fsync %s: %s", tmp, strerror(errno));
     }
     if (rv == 0) {
         rv = check_backup(c, fd, tmp, rs.sunk);
     }
     if (close(fd) != 0 && rv == 0) {
-        rv = set_err(c, BALLAST_EIO, "close %s: %s", tmp, strerror(errno));
+        rv = blc_set_err(c, BALLAST_EIO, "close %s: %s", tmp, strerror(errno));
     }
     if (rv == 0 && rename(tmp, path) != 0) {
-        rv = set_err(c, BALLAST_EIO, "rename %s to %s: %s", tmp, path, strerror(errno));
+        rv = blc_set_err(c, BALLAST_EIO, "rename %s to %s: %s", tmp, path, strerror(errno));
     }
     if (rv == 0 && sync_parent(path) != 0) {
-        rv = set_err(c, BALLAST_EIO, "fsync the directory of %s: %s", path, strerror(errno));
+        rv = blc_set_err(c, BALLAST_EIO, "fsync the directory of %s: %s", path, strerror(errno));
     }
     if (rv != 0) {
         unlink(tmp);
@@ -2914,7 +3017,7 @@ int ballast_snapshot_save(struct ballast_client *c, const char *path, uint64_t *
         int64_t r = rs.snap_revision >= 0 ? rs.snap_revision : rs.revision;
         *revision = r > 0 ? (uint64_t)r : 0;
     }
-    resp_reset(&rs);
+    blc_resp_reset(&rs);
     free(tmp);
     return rv;
 }
@@ -2953,10 +3056,10 @@ static int raw_request(struct ballast_client *c, const char *endpoint, const cha
     }
     if (!is_token(method, 0) || !is_token(target, 1) || (!body && len > 0) || !status ||
         !resp_body || !resp_len) {
-        return set_err(c, BALLAST_EBADARG, "bad raw request arguments");
+        return blc_set_err(c, BALLAST_EBADARG, "bad raw request arguments");
     }
     struct req rq;
-    req_init(c, &rq, method, target);
+    blc_req_init(c, &rq, method, target);
     rq.accept_json = accept_json;
     rq.body = body ? body : "";
     rq.body_len = len;
@@ -2973,7 +3076,7 @@ static int raw_request(struct ballast_client *c, const char *endpoint, const cha
         return rv;
     }
     if (rs.status < 200 || rs.status > 299) {
-        rv = reply_error(c, c->last_ep, &rs);
+        rv = blc_reply_error(c, c->last_ep, &rs);
     }
     *status = rs.status;
     *resp_body = rs.body;
@@ -2994,7 +3097,7 @@ int ballast_raw_request_endpoint(struct ballast_client *c, const char *endpoint,
                                  int *status, void **resp_body, size_t *resp_len)
 {
     if (c && !endpoint) {
-        return set_err(c, BALLAST_EBADARG, "NULL endpoint");
+        return blc_set_err(c, BALLAST_EBADARG, "NULL endpoint");
     }
     return raw_request(c, endpoint, method, target, body, len, accept_json, status, resp_body,
                        resp_len);

@@ -9,7 +9,11 @@
  * close (a stale keep-alive), close right after reading the request (a lost
  * answer), or never answer (a hung member). The last step repeats. A
  * "refused" endpoint is a socket bound to a port but not listening, so
- * connects to it are refused and nobody else can take the port.
+ * connects to it are refused and nobody else can take the port. A step may
+ * wait before it answers (a long-poll held by the server). A watch stream
+ * is a canned chunked msgpack body whose events straddle chunks; a step
+ * that sends it and closes without the last chunk is a lost connection,
+ * one that sends it and stays open is a silent member.
  *
  * The client side is the public API only. Timing claims of the retry rules
  * (no wait before the next endpoint after a 503, a backoff of at least
@@ -81,8 +85,9 @@ struct blob {
 
 struct step {
     enum act act;
-    struct blob resp; /* owned */
-    size_t piece;     /* > 0: written in pieces of this many bytes, 2 ms apart */
+    struct blob resp;  /* owned */
+    size_t piece;      /* > 0: written in pieces of this many bytes, 2 ms apart */
+    unsigned delay_ms; /* wait this long before answering (a long-poll) */
 };
 
 /* One request as the server saw it. */
@@ -237,6 +242,9 @@ static int handle_request(struct fsrv *s, struct fconn *c, size_t hl, size_t bl)
     if (!st) {
         send_all(c->fd, NO_SCRIPT, strlen(NO_SCRIPT), 0);
         return 0;
+    }
+    if (st->delay_ms > 0) {
+        sleep_ms(st->delay_ms);
     }
     switch (st->act) {
     case ACT_REPLY:
@@ -435,12 +443,18 @@ static void srv_free(struct fsrv *s)
 }
 
 /* Append a step to @s's script; @resp passes to the server. */
-static void srv_push_piece(struct fsrv *s, enum act act, struct blob resp, size_t piece)
+static void srv_push_step(struct fsrv *s, enum act act, struct blob resp, size_t piece,
+                          unsigned delay_ms)
 {
     pthread_mutex_lock(&s->mu);
     ck_assert_uint_lt(s->n_steps, MAX_STEPS);
-    s->steps[s->n_steps++] = (struct step){act, resp, piece};
+    s->steps[s->n_steps++] = (struct step){act, resp, piece, delay_ms};
     pthread_mutex_unlock(&s->mu);
+}
+
+static void srv_push_piece(struct fsrv *s, enum act act, struct blob resp, size_t piece)
+{
+    srv_push_step(s, act, resp, piece, 0);
 }
 
 static void srv_push(struct fsrv *s, enum act act, struct blob resp)
@@ -2198,6 +2212,946 @@ START_TEST(test_snapshot_save)
 }
 END_TEST
 
+/* --- transactions ------------------------------------------------------------------ */
+
+/* Field @i of array @a. */
+static const msgpack_object *item(const msgpack_object *a, uint32_t i)
+{
+    ck_assert_int_eq(a->type, MSGPACK_OBJECT_ARRAY);
+    ck_assert_uint_lt(i, a->via.array.size);
+    return &a->via.array.ptr[i];
+}
+
+static void assert_bin_field(const msgpack_object *m, const char *name, const void *want, size_t n)
+{
+    const msgpack_object *v = field(m, name);
+    ck_assert_msg(v != NULL, "no field %s", name);
+    ck_assert_int_eq(v->type, MSGPACK_OBJECT_BIN);
+    ck_assert_uint_eq(v->via.bin.size, n);
+    if (n > 0) {
+        ck_assert_mem_eq(v->via.bin.ptr, want, n);
+    }
+}
+
+static void assert_int_field(const msgpack_object *m, const char *name, int64_t want)
+{
+    const msgpack_object *v = field(m, name);
+    ck_assert_msg(v != NULL, "no field %s", name);
+    ck_assert_msg(v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ||
+                      v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER,
+                  "field %s is not an integer", name);
+    ck_assert_int_eq(v->via.i64, want);
+}
+
+static void assert_true_field(const msgpack_object *m, const char *name)
+{
+    const msgpack_object *v = field(m, name);
+    ck_assert_msg(v != NULL, "no field %s", name);
+    ck_assert_int_eq(v->type, MSGPACK_OBJECT_BOOLEAN);
+    ck_assert(v->via.boolean);
+}
+
+/* The single-key map {@name: {...}} of an op: its inner map. */
+static const msgpack_object *op_body(const msgpack_object *op, const char *name)
+{
+    ck_assert_int_eq(op->type, MSGPACK_OBJECT_MAP);
+    ck_assert_uint_eq(op->via.map.size, 1);
+    const msgpack_object *v = field(op, name);
+    ck_assert_msg(v != NULL, "op is not a %s", name);
+    ck_assert_int_eq(v->type, MSGPACK_OBJECT_MAP);
+    return v;
+}
+
+static struct blob txn_resp(void)
+{
+    struct mp m;
+    mp_init(&m);
+    msgpack_pack_map(&m.pk, 3);
+    mp_str(&m, "succeeded");
+    msgpack_pack_true(&m.pk);
+    mp_str(&m, "revision");
+    msgpack_pack_int64(&m.pk, 42);
+    mp_str(&m, "results");
+    msgpack_pack_array(&m.pk, 4);
+    msgpack_pack_map(&m.pk, 1);
+    mp_str(&m, "put");
+    msgpack_pack_map(&m.pk, 0);
+    msgpack_pack_map(&m.pk, 1);
+    mp_str(&m, "put");
+    msgpack_pack_map(&m.pk, 0);
+    msgpack_pack_map(&m.pk, 1);
+    mp_str(&m, "delete");
+    msgpack_pack_map(&m.pk, 1);
+    mp_str(&m, "deleted");
+    msgpack_pack_int64(&m.pk, 3);
+    msgpack_pack_map(&m.pk, 1);
+    mp_str(&m, "get");
+    msgpack_pack_map(&m.pk, 3);
+    mp_str(&m, "kvs");
+    msgpack_pack_array(&m.pk, 2);
+    mp_kv(&m, "p/a", 3, NULL, 0, 4, 42, 2, 0);
+    mp_kv(&m, "p/b", 3, NULL, 0, 5, 42, 1, 9);
+    mp_str(&m, "count");
+    msgpack_pack_int64(&m.pk, 5);
+    mp_str(&m, "more");
+    msgpack_pack_true(&m.pk);
+    return mp_resp(200, "", &m);
+}
+
+/* {"succeeded": false, "revision": rev, "results": [{"get": {kvs: [KEY]}}]} */
+static struct blob txn_failed_resp(int64_t rev)
+{
+    struct mp m;
+    mp_init(&m);
+    msgpack_pack_map(&m.pk, 3);
+    mp_str(&m, "succeeded");
+    msgpack_pack_false(&m.pk);
+    mp_str(&m, "revision");
+    msgpack_pack_int64(&m.pk, rev);
+    mp_str(&m, "results");
+    msgpack_pack_array(&m.pk, 1);
+    msgpack_pack_map(&m.pk, 1);
+    mp_str(&m, "get");
+    msgpack_pack_map(&m.pk, 3);
+    mp_str(&m, "kvs");
+    msgpack_pack_array(&m.pk, 1);
+    mp_kv(&m, KEY, KEY_LEN, "7", 1, 3, 40, 6, 0);
+    mp_str(&m, "count");
+    msgpack_pack_int64(&m.pk, 1);
+    mp_str(&m, "more");
+    msgpack_pack_false(&m.pk);
+    return mp_resp(200, "", &m);
+}
+
+START_TEST(test_txn_request_and_result)
+{
+    struct fsrv *s = srv_start();
+    srv_push(s, ACT_REPLY, txn_resp());
+    srv_push(s, ACT_REPLY, txn_failed_resp(43));
+    srv_push(s, ACT_REPLY, err_resp(404, "", "not_found", "lease 9 not found"));
+    struct ballast_client *c = client_for(NULL, 1, s);
+    struct ballast_txn *t = ballast_txn_new();
+    struct ballast_txn_result r;
+    msgpack_unpacked u;
+    ck_assert_ptr_nonnull(t);
+
+    ck_assert_int_eq(ballast_txn_compare(t, KEY, KEY_LEN, BALLAST_CMP_MOD, BALLAST_CMP_EQ, 41), 0);
+    ck_assert_int_eq(ballast_txn_compare_value(t, "k", 1, BALLAST_CMP_NE, "v\0x", 3), 0);
+    ck_assert_int_eq(ballast_txn_put(t, BALLAST_TXN_SUCCESS, KEY, KEY_LEN, "8", 1, 0), 0);
+    ck_assert_int_eq(ballast_txn_put(t, BALLAST_TXN_SUCCESS, "k2", 2, "", 0, 9), 0);
+    ck_assert_int_eq(ballast_txn_delete(t, BALLAST_TXN_SUCCESS, "p/", 2, 1), 0);
+    ck_assert_int_eq(ballast_txn_get(t, BALLAST_TXN_SUCCESS, "p/", 2, 1, 10, 1), 0);
+    ck_assert_int_eq(ballast_txn_get(t, BALLAST_TXN_FAILURE, KEY, KEY_LEN, 0, 0, 0), 0);
+    ck_assert_str_eq(ballast_txn_request_id(t), "");
+
+    ck_assert_int_eq(ballast_txn(c, t, &r), 0);
+    ck_assert_int_ne(r.succeeded, 0);
+    ck_assert_int_eq(r.revision, 42);
+    ck_assert_uint_eq(r.n_results, 4);
+    ck_assert_int_eq(r.results[0].type, BALLAST_OP_PUT);
+    ck_assert_int_eq(r.results[1].type, BALLAST_OP_PUT);
+    ck_assert_int_eq(r.results[2].type, BALLAST_OP_DELETE);
+    ck_assert_int_eq(r.results[2].deleted, 3);
+    ck_assert_int_eq(r.results[3].type, BALLAST_OP_GET);
+    ck_assert_uint_eq(r.results[3].n, 2);
+    ck_assert_int_eq(r.results[3].count, 5);
+    ck_assert_int_ne(r.results[3].more, 0);
+    ck_assert_str_eq(r.results[3].kvs[0].key, "p/a");
+    ck_assert_str_eq(r.results[3].kvs[1].key, "p/b");
+    ck_assert_uint_eq(r.results[3].kvs[1].value_len, 0);
+    ck_assert_int_eq(r.results[3].kvs[1].lease, 9);
+    ballast_txn_result_free(&r);
+    ck_assert_ptr_null(r.results);
+    ck_assert_uint_eq(r.n_results, 0);
+
+    /* the request: msgpack both ways, a request id, the document's shape */
+    const struct rec *q = srv_rec(s, 0);
+    assert_req(q, "POST", "/v1/txn");
+    ck_assert_str_eq(q->accept, "application/msgpack");
+    assert_request_id(q);
+    ck_assert_str_eq(ballast_txn_request_id(t), q->id);
+    const msgpack_object *b = body_map(q, &u);
+    ck_assert_uint_eq(b->via.map.size, 3);
+    const msgpack_object *cmp = field(b, "compare"), *ok = field(b, "success"),
+                         *ko = field(b, "failure");
+    ck_assert_ptr_nonnull(cmp);
+    ck_assert_ptr_nonnull(ok);
+    ck_assert_ptr_nonnull(ko);
+    ck_assert_uint_eq(cmp->via.array.size, 2);
+    ck_assert_uint_eq(ok->via.array.size, 4);
+    ck_assert_uint_eq(ko->via.array.size, 1);
+    const msgpack_object *o = item(cmp, 0);
+    ck_assert_uint_eq(o->via.map.size, 4);
+    assert_bin_field(o, "key", KEY, KEY_LEN);
+    assert_str_field(o, "target", "mod");
+    assert_str_field(o, "op", "==");
+    assert_int_field(o, "number", 41);
+    o = item(cmp, 1);
+    assert_bin_field(o, "key", "k", 1);
+    assert_str_field(o, "target", "value");
+    assert_str_field(o, "op", "!=");
+    assert_bin_field(o, "value", "v\0x", 3);
+    ck_assert_ptr_null(field(o, "number"));
+    o = op_body(item(ok, 0), "put");
+    ck_assert_uint_eq(o->via.map.size, 2);
+    assert_bin_field(o, "key", KEY, KEY_LEN);
+    assert_bin_field(o, "value", "8", 1);
+    o = op_body(item(ok, 1), "put");
+    assert_bin_field(o, "value", "", 0);
+    assert_int_field(o, "lease", 9);
+    o = op_body(item(ok, 2), "delete");
+    assert_bin_field(o, "key", "p/", 2);
+    assert_true_field(o, "prefix");
+    o = op_body(item(ok, 3), "get");
+    ck_assert_uint_eq(o->via.map.size, 4);
+    assert_true_field(o, "prefix");
+    assert_int_field(o, "limit", 10);
+    assert_true_field(o, "keys");
+    o = op_body(item(ko, 0), "get");
+    ck_assert_uint_eq(o->via.map.size, 1);
+    assert_bin_field(o, "key", KEY, KEY_LEN);
+    msgpack_unpacked_destroy(&u);
+
+    /* the compares failed: not an error; the failure list's get */
+    ck_assert_int_eq(ballast_txn(c, t, &r), 0);
+    ck_assert_int_eq(r.succeeded, 0);
+    ck_assert_int_eq(r.revision, 43);
+    ck_assert_uint_eq(r.n_results, 1);
+    ck_assert_int_eq(r.results[0].type, BALLAST_OP_GET);
+    ck_assert_uint_eq(r.results[0].kvs[0].key_len, KEY_LEN);
+    ck_assert_mem_eq(r.results[0].kvs[0].key, KEY, KEY_LEN);
+    ck_assert_str_eq(r.results[0].kvs[0].value, "7");
+    ballast_txn_result_free(&r);
+    /* a second ballast_txn() is a new write: a new id */
+    ck_assert_str_ne(srv_rec(s, 1)->id, srv_rec(s, 0)->id);
+    ck_assert_str_eq(ballast_txn_request_id(t), srv_rec(s, 1)->id);
+
+    /* an error answer: mapped, result zeroed */
+    ck_assert_int_eq(ballast_txn(c, t, &r), BALLAST_ENOTFOUND);
+    ck_assert_str_eq(ballast_errmsg(c), "lease 9 not found");
+    ck_assert_ptr_null(r.results);
+    ck_assert_int_eq(r.revision, 0);
+    ck_assert_uint_eq(srv_nrecs(s), 3);
+    ballast_txn_free(t);
+
+    /* an empty txn is three empty lists */
+    t = ballast_txn_new();
+    srv_push(s, ACT_REPLY, txn_failed_resp(44));
+    ck_assert_int_eq(ballast_txn(c, t, NULL), 0);
+    b = body_map(srv_rec(s, 3), &u);
+    ck_assert_uint_eq(field(b, "compare")->via.array.size, 0);
+    ck_assert_uint_eq(field(b, "success")->via.array.size, 0);
+    ck_assert_uint_eq(field(b, "failure")->via.array.size, 0);
+    msgpack_unpacked_destroy(&u);
+    ballast_txn_free(t);
+}
+END_TEST
+
+/* Builder errors stay in the txn and fail it without a request. */
+START_TEST(test_txn_builder_errors)
+{
+    struct fsrv *s = srv_start();
+    struct ballast_client *c = client_for(NULL, 1, s);
+    struct ballast_txn *t = ballast_txn_new();
+    struct ballast_txn_result r;
+    char big[4097];
+    memset(big, 'k', sizeof big);
+
+    ck_assert_int_eq(ballast_txn_put(t, BALLAST_TXN_SUCCESS, "ok", 2, "v", 1, 0), 0);
+    ck_assert_int_eq(ballast_txn_put(t, BALLAST_TXN_SUCCESS, "", 0, "v", 1, 0), BALLAST_EBADARG);
+    /* later mistakes do not replace the first message */
+    ck_assert_int_eq(ballast_txn_get(t, 7, "k", 1, 0, 0, 0), BALLAST_EBADARG);
+    ck_assert_int_eq(ballast_txn(c, t, &r), BALLAST_EBADARG);
+    ck_assert_str_eq(ballast_errmsg(c), "txn put: empty key");
+    ck_assert_ptr_null(r.results);
+    ballast_txn_free(t);
+
+    t = ballast_txn_new();
+    ck_assert_int_eq(ballast_txn_compare(t, "k", 1, BALLAST_CMP_VALUE, BALLAST_CMP_EQ, 1),
+                     BALLAST_EBADARG);
+    ck_assert_int_eq(ballast_txn(c, t, &r), BALLAST_EBADARG);
+    ballast_txn_free(t);
+    t = ballast_txn_new();
+    ck_assert_int_eq(ballast_txn_compare(t, "k", 1, BALLAST_CMP_LEASE, 9, 1), BALLAST_EBADARG);
+    ballast_txn_free(t);
+    t = ballast_txn_new();
+    ck_assert_int_eq(ballast_txn_delete(t, BALLAST_TXN_FAILURE, big, sizeof big, 0),
+                     BALLAST_EBADARG);
+    ballast_txn_free(t);
+    /* an empty key is every key with prefix */
+    t = ballast_txn_new();
+    ck_assert_int_eq(ballast_txn_delete(t, BALLAST_TXN_FAILURE, "", 0, 1), 0);
+    ck_assert_int_eq(ballast_txn_get(t, BALLAST_TXN_FAILURE, NULL, 0, 1, 0, 0), 0);
+    ballast_txn_free(t);
+    ck_assert_uint_eq(srv_nrecs(s), 0);
+}
+END_TEST
+
+/* A txn whose answer was lost is sent again with the same request id, and
+ * ballast_txn_retry() repeats the id of the last call after the library
+ * gave up. */
+START_TEST(test_txn_lost_answer_and_retry_keep_id)
+{
+    struct fsrv *s = srv_start();
+    struct ballast_options o = {0};
+    o.max_attempts = 2;
+    o.backoff_base_ms = 1;
+    o.backoff_max_ms = 2;
+    srv_push(s, ACT_CLOSE, raw_resp(""));
+    srv_push(s, ACT_REPLY, txn_failed_resp(5));
+    /* a call that gives up: the kept-alive connection found closed (reopened
+     * at once, not an attempt), then two attempts with lost answers */
+    srv_push(s, ACT_CLOSE, raw_resp(""));
+    srv_push(s, ACT_CLOSE, raw_resp(""));
+    srv_push(s, ACT_CLOSE, raw_resp(""));
+    srv_push(s, ACT_REPLY, txn_failed_resp(6));
+    srv_push(s, ACT_REPLY, txn_failed_resp(7));
+    struct ballast_client *c = client_for(&o, 1, s);
+    struct ballast_txn *t = ballast_txn_new();
+    struct ballast_txn_result r;
+    ballast_txn_put(t, BALLAST_TXN_SUCCESS, "k", 1, "v", 1, 0);
+
+    ck_assert_int_eq(ballast_txn(c, t, &r), 0);
+    ck_assert_int_eq(r.revision, 5);
+    ballast_txn_result_free(&r);
+    ck_assert_str_eq(srv_rec(s, 0)->id, srv_rec(s, 1)->id);
+    ck_assert_uint_eq(srv_rec(s, 1)->body_len, srv_rec(s, 0)->body_len);
+    ck_assert_mem_eq(srv_rec(s, 1)->body, srv_rec(s, 0)->body, srv_rec(s, 0)->body_len);
+
+    int rv = ballast_txn(c, t, &r);
+    ck_assert_msg(rv == BALLAST_EUNAVAILABLE || rv == BALLAST_ETIMEOUT, "got %d", rv);
+    ck_assert_uint_eq(srv_nrecs(s), 5);
+    ck_assert_str_eq(srv_rec(s, 2)->id, srv_rec(s, 3)->id);
+    ck_assert_str_eq(srv_rec(s, 2)->id, srv_rec(s, 4)->id);
+    ck_assert_str_ne(srv_rec(s, 2)->id, srv_rec(s, 0)->id);
+    ck_assert_int_eq(ballast_txn_retry(c, t, &r), 0);
+    ck_assert_int_eq(r.revision, 6);
+    ballast_txn_result_free(&r);
+    ck_assert_str_eq(srv_rec(s, 5)->id, srv_rec(s, 2)->id);
+    ck_assert_int_eq(ballast_txn(c, t, &r), 0);
+    ck_assert_int_eq(r.revision, 7);
+    ck_assert_str_ne(srv_rec(s, 6)->id, srv_rec(s, 2)->id);
+    ballast_txn_result_free(&r);
+    ballast_txn_free(t);
+}
+END_TEST
+
+/* --- leases and per-key TTLs ------------------------------------------------------------ */
+
+static struct blob lease_resp(int64_t id, int64_t ttl)
+{
+    struct mp m;
+    mp_init(&m);
+    msgpack_pack_map(&m.pk, 2);
+    mp_str(&m, "id");
+    msgpack_pack_int64(&m.pk, id);
+    mp_str(&m, "ttl");
+    msgpack_pack_int64(&m.pk, ttl);
+    return mp_resp(200, "", &m);
+}
+
+START_TEST(test_lease_calls)
+{
+    struct fsrv *s = srv_start();
+    struct mp m;
+    srv_push(s, ACT_REPLY, lease_resp(7, 10)); /* grant */
+    srv_push(s, ACT_REPLY, lease_resp(99, 2)); /* grant with id, ttl raised */
+    srv_push(s, ACT_REPLY, lease_resp(7, 10)); /* keepalive */
+    srv_push(s, ACT_REPLY, err_resp(404, "", "not_found", "lease 8 not found"));
+    mp_init(&m);
+    msgpack_pack_map(&m.pk, 4);
+    mp_str(&m, "id");
+    msgpack_pack_int64(&m.pk, 7);
+    mp_str(&m, "ttl");
+    msgpack_pack_int64(&m.pk, 4);
+    mp_str(&m, "granted_ttl");
+    msgpack_pack_int64(&m.pk, 10);
+    mp_str(&m, "keys");
+    msgpack_pack_array(&m.pk, 2);
+    mp_bin(&m, KEY, KEY_LEN);
+    mp_bin(&m, "b", 1);
+    srv_push(s, ACT_REPLY, mp_resp(200, "", &m)); /* get */
+    mp_init(&m);
+    msgpack_pack_map(&m.pk, 2);
+    mp_str(&m, "revision");
+    msgpack_pack_int64(&m.pk, 30);
+    mp_str(&m, "deleted");
+    msgpack_pack_int64(&m.pk, 2);
+    srv_push(s, ACT_REPLY, mp_resp(200, "", &m)); /* revoke */
+    mp_init(&m);
+    msgpack_pack_map(&m.pk, 1);
+    mp_str(&m, "leases");
+    msgpack_pack_array(&m.pk, 2);
+    msgpack_pack_map(&m.pk, 2);
+    mp_str(&m, "id");
+    msgpack_pack_int64(&m.pk, 7);
+    mp_str(&m, "granted_ttl");
+    msgpack_pack_int64(&m.pk, 10);
+    msgpack_pack_map(&m.pk, 2);
+    mp_str(&m, "id");
+    msgpack_pack_int64(&m.pk, 99);
+    mp_str(&m, "granted_ttl");
+    msgpack_pack_int64(&m.pk, 2);
+    srv_push(s, ACT_REPLY, mp_resp(200, "", &m)); /* list */
+    struct ballast_client *c = client_for(NULL, 1, s);
+    struct ballast_lease l;
+    struct ballast_lease_info info;
+    msgpack_unpacked u;
+    int64_t ttl = -1, rev = -1, del = -1;
+
+    ck_assert_int_eq(ballast_lease_grant(c, 10, 0, &l), 0);
+    ck_assert_int_eq(l.id, 7);
+    ck_assert_int_eq(l.ttl, 10);
+    const struct rec *q = srv_rec(s, 0);
+    assert_req(q, "POST", "/v1/lease");
+    assert_request_id(q);
+    const msgpack_object *b = body_map(q, &u);
+    ck_assert_uint_eq(b->via.map.size, 1);
+    assert_int_field(b, "ttl", 10);
+    msgpack_unpacked_destroy(&u);
+
+    ck_assert_int_eq(ballast_lease_grant(c, 1, 99, &l), 0);
+    ck_assert_int_eq(l.id, 99);
+    ck_assert_int_eq(l.ttl, 2);
+    b = body_map(srv_rec(s, 1), &u);
+    ck_assert_uint_eq(b->via.map.size, 2);
+    assert_int_field(b, "ttl", 1);
+    assert_int_field(b, "id", 99);
+    msgpack_unpacked_destroy(&u);
+
+    ck_assert_int_eq(ballast_lease_keepalive(c, 7, &ttl), 0);
+    ck_assert_int_eq(ttl, 10);
+    q = srv_rec(s, 2);
+    assert_req(q, "POST", "/v1/lease/7/keepalive");
+    ck_assert_int_eq(q->has_id, 0); /* not a Raft write */
+    ck_assert_int_ne(q->has_cl, 0);
+    ck_assert_uint_eq(q->body_len, 0);
+    ck_assert_int_eq(ballast_lease_keepalive(c, 8, &ttl), BALLAST_ENOTFOUND);
+    ck_assert_int_eq(ttl, 0);
+    ck_assert_str_eq(ballast_errmsg(c), "lease 8 not found");
+
+    ck_assert_int_eq(ballast_lease_get(c, 7, &info), 0);
+    assert_req(srv_rec(s, 4), "GET", "/v1/lease/7");
+    ck_assert_int_eq(srv_rec(s, 4)->has_id, 0);
+    ck_assert_int_eq(info.id, 7);
+    ck_assert_int_eq(info.ttl, 4);
+    ck_assert_int_eq(info.granted_ttl, 10);
+    ck_assert_int_eq(info.more, 0);
+    ck_assert_uint_eq(info.n_keys, 2);
+    ck_assert_uint_eq(info.keys[0].key_len, KEY_LEN);
+    ck_assert_mem_eq(info.keys[0].key, KEY, KEY_LEN);
+    ck_assert_int_eq(info.keys[0].key[KEY_LEN], '\0');
+    ck_assert_str_eq(info.keys[1].key, "b");
+    ballast_lease_info_free(&info);
+    ck_assert_ptr_null(info.keys);
+
+    ck_assert_int_eq(ballast_lease_revoke(c, 7, &rev, &del), 0);
+    ck_assert_int_eq(rev, 30);
+    ck_assert_int_eq(del, 2);
+    assert_req(srv_rec(s, 5), "DELETE", "/v1/lease/7");
+    assert_request_id(srv_rec(s, 5));
+
+    struct ballast_lease *ls = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(ballast_lease_list(c, &ls, &n), 0);
+    assert_req(srv_rec(s, 6), "GET", "/v1/leases");
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(ls[0].id, 7);
+    ck_assert_int_eq(ls[0].granted_ttl, 10);
+    ck_assert_int_eq(ls[1].id, 99);
+    ck_assert_int_eq(ls[1].granted_ttl, 2);
+    ballast_free(ls);
+
+    /* bad ids and ttls are never sent */
+    ck_assert_int_eq(ballast_lease_keepalive(c, 0, NULL), BALLAST_EBADARG);
+    ck_assert_int_eq(ballast_lease_revoke(c, -1, NULL, NULL), BALLAST_EBADARG);
+    ck_assert_int_eq(ballast_lease_grant(c, 0, 0, NULL), BALLAST_EBADARG);
+    ck_assert_int_eq(ballast_lease_get(c, 0, &info), BALLAST_EBADARG);
+    ck_assert_uint_eq(srv_nrecs(s), 7);
+}
+END_TEST
+
+/* A keepalive is resent after a lost answer even when unsent writes are
+ * not retried; a revoke retried into a 404 has done its work. */
+START_TEST(test_lease_retry_rules)
+{
+    struct fsrv *s = srv_start();
+    struct ballast_options o = {0};
+    o.no_retry_unsent_writes = 1;
+    srv_push(s, ACT_CLOSE, raw_resp(""));
+    srv_push(s, ACT_REPLY, lease_resp(7, 10));
+    srv_push(s, ACT_CLOSE, raw_resp("")); /* grant: not resent */
+    struct ballast_client *c = client_for(&o, 1, s);
+    int64_t ttl = 0, rev = -1, del = -1;
+
+    ck_assert_int_eq(ballast_lease_keepalive(c, 7, &ttl), 0);
+    ck_assert_int_eq(ttl, 10);
+    ck_assert_uint_eq(srv_nrecs(s), 2);
+    ck_assert_int_eq(ballast_lease_grant(c, 10, 0, NULL), BALLAST_EUNAVAILABLE);
+    ck_assert_uint_eq(srv_nrecs(s), 3);
+
+    struct fsrv *t = srv_start();
+    srv_push(t, ACT_CLOSE, raw_resp(""));
+    srv_push(t, ACT_REPLY, err_resp(404, "", "not_found", "lease 7 not found"));
+    srv_push(t, ACT_REPLY, err_resp(404, "", "not_found", "lease 7 not found"));
+    c = client_for(NULL, 1, t);
+    ck_assert_int_eq(ballast_lease_revoke(c, 7, &rev, &del), 0);
+    ck_assert_int_eq(rev, 0);
+    ck_assert_int_eq(del, 0);
+    ck_assert_str_eq(srv_rec(t, 0)->id, srv_rec(t, 1)->id);
+    /* a 404 to a first attempt is a 404 */
+    ck_assert_int_eq(ballast_lease_revoke(c, 7, &rev, &del), BALLAST_ENOTFOUND);
+}
+END_TEST
+
+/* put ?ttl= and ?lease=, and a caller's request id on every attempt. */
+START_TEST(test_put_ttl_lease_and_request_id)
+{
+    struct fsrv *s = srv_start();
+    struct mp m;
+    mp_init(&m);
+    msgpack_pack_map(&m.pk, 2);
+    mp_str(&m, "revision");
+    msgpack_pack_int64(&m.pk, 5);
+    mp_str(&m, "lease");
+    msgpack_pack_int64(&m.pk, 77);
+    srv_push(s, ACT_REPLY, mp_resp(200, "", &m));
+    srv_push(s, ACT_REPLY, rev_resp(6));
+    srv_push(s, ACT_REPLY, rev_resp(7));
+    srv_push(s, ACT_CLOSE, raw_resp(""));
+    srv_push(s, ACT_REPLY, rev_resp(8));
+    struct ballast_client *c = client_for(NULL, 1, s);
+    struct ballast_put_opts po = BALLAST_PUT_OPTS_INIT;
+    struct ballast_put_result r;
+    char id[BALLAST_REQUEST_ID_SIZE];
+
+    po.ttl_ms = 30000;
+    ck_assert_int_eq(ballast_put(c, "k", 1, "v", 1, &po, &r), 0);
+    ck_assert_int_eq(r.revision, 5);
+    ck_assert_int_eq(r.lease, 77);
+    ballast_put_result_free(&r);
+    assert_req(srv_rec(s, 0), "PUT", "/v1/kv/k?ttl=30s");
+    po.ttl_ms = 1500;
+    ck_assert_int_eq(ballast_put(c, "k", 1, "v", 1, &po, &r), 0);
+    ck_assert_int_eq(r.lease, 0);
+    assert_req(srv_rec(s, 1), "PUT", "/v1/kv/k?ttl=1500ms");
+    po.ttl_ms = 0;
+    po.lease = 12;
+    ck_assert_int_eq(ballast_put(c, "k", 1, "v", 1, &po, NULL), 0);
+    assert_req(srv_rec(s, 2), "PUT", "/v1/kv/k?lease=12");
+
+    ballast_new_request_id(c, id);
+    ck_assert_uint_eq(strlen(id), 32);
+    ck_assert_uint_eq(strspn(id, "0123456789abcdef"), 32);
+    po = (struct ballast_put_opts)BALLAST_PUT_OPTS_INIT;
+    po.request_id = "svc-a:order-17";
+    ck_assert_int_eq(ballast_put(c, "k", 1, "v", 1, &po, &r), 0);
+    ck_assert_int_eq(r.revision, 8);
+    ck_assert_str_eq(srv_rec(s, 3)->id, "svc-a:order-17");
+    ck_assert_str_eq(srv_rec(s, 4)->id, "svc-a:order-17");
+
+    /* refused before sending */
+    po.request_id = "has space";
+    ck_assert_int_eq(ballast_put(c, "k", 1, "v", 1, &po, NULL), BALLAST_EBADARG);
+    po.request_id = "";
+    ck_assert_int_eq(ballast_put(c, "k", 1, "v", 1, &po, NULL), BALLAST_EBADARG);
+    po.request_id = NULL;
+    po.lease = 3;
+    po.ttl_ms = 1000;
+    ck_assert_int_eq(ballast_put(c, "k", 1, "v", 1, &po, NULL), BALLAST_EBADARG);
+    ck_assert_uint_eq(srv_nrecs(s), 5);
+}
+END_TEST
+
+/* --- long-poll ------------------------------------------------------------------- */
+
+START_TEST(test_long_poll_get_and_range)
+{
+    struct fsrv *s = srv_start();
+    struct ballast_options o = {0};
+    struct mp m;
+    o.attempt_timeout_ms = 200;
+    o.request_timeout_ms = 400;
+    /* answered after 700 ms: past both timeouts, within the wait */
+    mp_init(&m);
+    mp_kv(&m, KEY, KEY_LEN, "new", 3, 1, 12, 2, 0);
+    srv_push_step(s, ACT_REPLY, mp_resp(200, "X-Ballast-Revision: 12\r\n", &m), 0, 700);
+    srv_push(s, ACT_REPLY,
+             http_resp(404, "X-Ballast-Revision: 13\r\n", NULL, "", 0)); /* deleted meanwhile */
+    mp_init(&m);
+    msgpack_pack_map(&m.pk, 3);
+    mp_str(&m, "kvs");
+    msgpack_pack_array(&m.pk, 1);
+    mp_kv(&m, "p/a", 3, "1", 1, 14, 14, 1, 0);
+    mp_str(&m, "more");
+    msgpack_pack_false(&m.pk);
+    mp_str(&m, "count");
+    msgpack_pack_int64(&m.pk, 1);
+    srv_push_step(s, ACT_REPLY, mp_resp(200, "X-Ballast-Revision: 14\r\n", &m), 0, 300);
+    srv_push(s, ACT_REPLY, kv_resp("k", "v", 3));
+    struct ballast_client *c = client_for(&o, 1, s);
+    struct ballast_get_opts go = {0};
+    struct ballast_kv *kv = NULL;
+    int64_t rev = -1;
+
+    go.index = 7;
+    go.wait_ms = 1000;
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(ballast_get_wait(c, KEY, KEY_LEN, &go, &kv, &rev), 0);
+    ck_assert_int_ge(now_ms() - t0, 690);
+    ck_assert_str_eq(kv->value, "new");
+    ck_assert_int_eq(rev, 12);
+    ballast_kv_free(kv);
+    assert_req(srv_rec(s, 0), "GET", KEY_WIRE "?wait=1s&index=7");
+    ck_assert_uint_eq(srv_nrecs(s), 1); /* no retry: the attempt waited */
+
+    go.index = rev;
+    ck_assert_int_eq(ballast_get_wait(c, KEY, KEY_LEN, &go, &kv, &rev), BALLAST_ENOTFOUND);
+    ck_assert_ptr_null(kv);
+    ck_assert_int_eq(rev, 13);
+    assert_req(srv_rec(s, 1), "GET", KEY_WIRE "?wait=1s&index=12");
+
+    struct ballast_range_opts ro = {0};
+    struct ballast_range_result rr;
+    ro.index = 13;
+    ro.wait_ms = 1500;
+    ck_assert_int_eq(ballast_range(c, "p/", 2, &ro, &rr), 0);
+    ck_assert_uint_eq(rr.n, 1);
+    ck_assert_int_eq(rr.revision, 14); /* no revision field: the header's */
+    ballast_range_result_free(&rr);
+    assert_req(srv_rec(s, 2), "GET", "/v1/kv/p%2F?prefix&wait=1500ms&index=13");
+
+    /* no index: a plain get, no wait parameters */
+    ck_assert_int_eq(ballast_get_wait(c, "k", 1, NULL, &kv, &rev), 0);
+    ballast_kv_free(kv);
+    assert_req(srv_rec(s, 3), "GET", "/v1/kv/k");
+    go.index = -1;
+    ck_assert_int_eq(ballast_get_wait(c, "k", 1, &go, &kv, &rev), BALLAST_EBADARG);
+}
+END_TEST
+
+/* --- watch -------------------------------------------------------------------------- */
+
+/* The head of a watch stream (chunked msgpack). */
+static void stream_head(struct blob *b, int64_t rev)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/msgpack\r\n"
+                     "Transfer-Encoding: chunked\r\nX-Ballast-Revision: %lld\r\n\r\n",
+                     (long long)rev);
+    b->p = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(b->p);
+    memcpy(b->p, head, (size_t)n + 1);
+    b->n = (size_t)n;
+}
+
+static void blob_add(struct blob *b, const void *p, size_t n)
+{
+    char *np = realloc(b->p, b->n + n + 1);
+    ck_assert_ptr_nonnull(np);
+    b->p = np;
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+/* Append @m's bytes (destroyed) as chunks of @chunk bytes: events straddle
+ * chunks. */
+static void add_chunks(struct blob *b, struct mp *m, size_t chunk)
+{
+    for (size_t off = 0; off < m->sb.size; off += chunk) {
+        size_t k = m->sb.size - off < chunk ? m->sb.size - off : chunk;
+        char line[32];
+        int n = snprintf(line, sizeof line, "%zx\r\n", k);
+        blob_add(b, line, (size_t)n);
+        blob_add(b, m->sb.data + off, k);
+        blob_add(b, "\r\n", 2);
+    }
+    msgpack_sbuffer_destroy(&m->sb);
+}
+
+static void ev_put(struct mp *m, const char *key, const char *value, size_t vlen, int64_t rev)
+{
+    msgpack_pack_map(&m->pk, 3);
+    mp_str(m, "type");
+    mp_str(m, "put");
+    mp_str(m, "kv");
+    mp_kv(m, key, strlen(key), value, vlen, rev - 1, rev, 1, 0);
+    mp_str(m, "revision");
+    msgpack_pack_int64(&m->pk, rev);
+}
+
+static void ev_del(struct mp *m, const char *key, int64_t rev)
+{
+    msgpack_pack_map(&m->pk, 3);
+    mp_str(m, "type");
+    mp_str(m, "delete");
+    mp_str(m, "kv");
+    mp_kv(m, key, strlen(key), NULL, 0, 0, rev, 0, 0);
+    mp_str(m, "revision");
+    msgpack_pack_int64(&m->pk, rev);
+}
+
+static void ev_progress(struct mp *m, int64_t rev)
+{
+    msgpack_pack_map(&m->pk, 2);
+    mp_str(m, "type");
+    mp_str(m, "progress");
+    mp_str(m, "revision");
+    msgpack_pack_int64(&m->pk, rev);
+}
+
+static void ev_cancel(struct mp *m, const char *reason, int64_t next)
+{
+    msgpack_pack_map(&m->pk, 3);
+    mp_str(m, "type");
+    mp_str(m, "cancelled");
+    mp_str(m, "reason");
+    mp_str(m, reason);
+    mp_str(m, "revision");
+    msgpack_pack_int64(&m->pk, next);
+}
+
+/* Wait for the next event and check its type, key, value and revision. */
+static void expect_event(struct ballast_watch *w, int type, const char *key, const char *value,
+                         int64_t rev)
+{
+    struct ballast_event ev;
+    int rv = ballast_watch_next(w, 5000, &ev);
+    ck_assert_msg(rv == 0, "watch_next: %d", rv);
+    ck_assert_int_eq(ev.type, type);
+    ck_assert_int_eq(ev.revision, rev);
+    ck_assert_str_eq(ev.kv.key, key);
+    ck_assert_uint_eq(ev.kv.key_len, strlen(key));
+    ck_assert_str_eq(ev.kv.value, value);
+    if (type == BALLAST_EVENT_PUT || type == BALLAST_EVENT_DELETE) {
+        ck_assert_int_eq(ev.kv.mod_revision, rev);
+    }
+}
+
+/* Three dropped connections and a shutdown: the watch resumes each time on
+ * the next endpoint, at last + 1 once the last revision is known complete
+ * (a progress event, a later revision, the cancel's NEXT), else at the last
+ * revision, dropping what it delivered of it already. Every event comes
+ * once, in order; a "slow" cancel ends the watch. */
+START_TEST(test_watch_resumes_across_dropped_connections)
+{
+    struct fsrv *a = srv_start(), *b = srv_start(), *d = srv_start();
+    struct blob x;
+    struct mp m;
+    static char big[100 * 1000];
+    memset(big, 'g', sizeof big);
+
+    /* a: 5, 6, 7, progress 7, then the connection drops (no last chunk) */
+    stream_head(&x, 4);
+    mp_init(&m);
+    ev_put(&m, "p/a", "1", 1, 5);
+    ev_put(&m, "p/b", "2", 1, 6);
+    ev_del(&m, "p/a", 7);
+    ev_progress(&m, 7);
+    add_chunks(&x, &m, 5);
+    srv_push_piece(a, ACT_REPLY_CLOSE, x, 7);
+    /* b: two events of the txn at 8, then it drops */
+    stream_head(&x, 9);
+    mp_init(&m);
+    ev_put(&m, "p/c", "3", 1, 8);
+    ev_put(&m, "p/d", "4", 1, 8);
+    add_chunks(&x, &m, 11);
+    srv_push(b, ACT_REPLY_CLOSE, x);
+    /* d: revision 8 again, whole (three events), 9, then a shutdown */
+    stream_head(&x, 9);
+    mp_init(&m);
+    ev_put(&m, "p/c", "3", 1, 8);
+    ev_put(&m, "p/d", "4", 1, 8);
+    ev_put(&m, "p/e", "5", 1, 8);
+    ev_put(&m, "p/f", "6", 1, 9);
+    ev_cancel(&m, "shutdown", 10);
+    add_chunks(&x, &m, 64);
+    blob_add(&x, "0\r\n\r\n", 5);
+    srv_push(d, ACT_REPLY_CLOSE, x);
+    /* a again: a 100 kB value over many reads, progress, a slow cancel */
+    stream_head(&x, 12);
+    mp_init(&m);
+    ev_put(&m, "p/g", big, sizeof big, 10);
+    ev_progress(&m, 12);
+    ev_cancel(&m, "slow", 13);
+    add_chunks(&x, &m, 4096);
+    srv_push(a, ACT_REPLY, x); /* and the connection stays open */
+
+    struct ballast_client *c = client_for(NULL, 3, a, b, d);
+    struct ballast_watch_opts wo = {0};
+    struct ballast_watch *w = NULL;
+    struct ballast_event ev;
+    wo.prefix = 1;
+    ck_assert_int_eq(ballast_watch_open(c, "p/", 2, &wo, &w), 0);
+    ck_assert_ptr_nonnull(w);
+    const struct rec *q = srv_rec(a, 0);
+    assert_req(q, "GET", "/v1/watch/p%2F?prefix");
+    ck_assert_str_eq(q->accept, "application/msgpack");
+    ck_assert_int_eq(q->has_id, 0);
+
+    expect_event(w, BALLAST_EVENT_PUT, "p/a", "1", 5);
+    expect_event(w, BALLAST_EVENT_PUT, "p/b", "2", 6);
+    expect_event(w, BALLAST_EVENT_DELETE, "p/a", "", 7);
+    expect_event(w, BALLAST_EVENT_PROGRESS, "", "", 7);
+    expect_event(w, BALLAST_EVENT_PUT, "p/c", "3", 8);
+    assert_req(srv_rec(b, 0), "GET", "/v1/watch/p%2F?prefix&rev=8");
+    expect_event(w, BALLAST_EVENT_PUT, "p/d", "4", 8);
+    expect_event(w, BALLAST_EVENT_PUT, "p/e", "5", 8);
+    assert_req(srv_rec(d, 0), "GET", "/v1/watch/p%2F?prefix&rev=8");
+    expect_event(w, BALLAST_EVENT_PUT, "p/f", "6", 9);
+
+    ck_assert_int_eq(ballast_watch_next(w, 5000, &ev), 0);
+    assert_req(srv_rec(a, 1), "GET", "/v1/watch/p%2F?prefix&rev=10");
+    ck_assert_int_eq(ev.type, BALLAST_EVENT_PUT);
+    ck_assert_int_eq(ev.revision, 10);
+    ck_assert_uint_eq(ev.kv.value_len, sizeof big);
+    ck_assert_mem_eq(ev.kv.value, big, sizeof big);
+    ck_assert_int_eq(ev.kv.value[sizeof big], '\0');
+    expect_event(w, BALLAST_EVENT_PROGRESS, "", "", 12);
+    ck_assert_int_eq(ballast_watch_next(w, 5000, &ev), 0);
+    ck_assert_int_eq(ev.type, BALLAST_EVENT_CANCELLED);
+    ck_assert_int_eq(ev.revision, 13);
+    ck_assert_str_eq(ev.reason, "slow");
+    ck_assert_int_eq(ballast_watch_next(w, 5000, &ev), BALLAST_ECANCELLED);
+    ck_assert_int_eq(ballast_watch_next(w, 0, &ev), BALLAST_ECANCELLED);
+    ck_assert_ptr_nonnull(strstr(ballast_errmsg(c), "slow"));
+    ck_assert_uint_eq(srv_nrecs(a), 2);
+    ck_assert_uint_eq(srv_nrecs(b), 1);
+    ck_assert_uint_eq(srv_nrecs(d), 1);
+    ballast_watch_close(w);
+    /* the client's own calls were never disturbed */
+    srv_push(b, ACT_REPLY, kv_resp("k", "v", 3));
+    struct ballast_kv *kv;
+    ck_assert_int_eq(ballast_get(c, "k", 1, 0, &kv), 0);
+    ballast_kv_free(kv);
+}
+END_TEST
+
+/* A silent connection is taken as lost after the idle timeout; until then
+ * a short wait is BALLAST_EAGAIN. Resuming at the last revision drops the
+ * event delivered before. */
+START_TEST(test_watch_idle_timeout_and_eagain)
+{
+    struct fsrv *a = srv_start(), *b = srv_start();
+    struct blob x;
+    struct mp m;
+    stream_head(&x, 2);
+    mp_init(&m);
+    ev_put(&m, "x", "old", 3, 3);
+    add_chunks(&x, &m, 1000);
+    srv_push(a, ACT_REPLY, x);
+    stream_head(&x, 4);
+    mp_init(&m);
+    ev_put(&m, "x", "old", 3, 3);
+    ev_put(&m, "x", "new", 3, 4);
+    add_chunks(&x, &m, 1000);
+    srv_push(b, ACT_REPLY, x);
+    struct ballast_client *c = client_for(NULL, 2, a, b);
+    struct ballast_watch_opts wo = {0};
+    struct ballast_watch *w = NULL;
+    struct ballast_event ev;
+    wo.idle_timeout_ms = 400;
+
+    ck_assert_int_eq(ballast_watch_open(c, "x", 1, &wo, &w), 0);
+    assert_req(srv_rec(a, 0), "GET", "/v1/watch/x");
+    expect_event(w, BALLAST_EVENT_PUT, "x", "old", 3);
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(ballast_watch_next(w, 0, &ev), BALLAST_EAGAIN);
+    ck_assert_int_eq(ballast_watch_next(w, 100, &ev), BALLAST_EAGAIN);
+    ck_assert_int_eq(ev.type, 0);
+    ck_assert_int_ge(now_ms() - t0, 95);
+    ck_assert_uint_eq(srv_nrecs(b), 0);
+    expect_event(w, BALLAST_EVENT_PUT, "x", "new", 4);
+    ck_assert_int_ge(now_ms() - t0, 300); /* waited for the idle limit */
+    assert_req(srv_rec(b, 0), "GET", "/v1/watch/x?rev=3");
+    ballast_watch_close(w);
+}
+END_TEST
+
+START_TEST(test_watch_errors)
+{
+    struct fsrv *a = srv_start(), *b = srv_start();
+    struct blob x;
+    struct mp m;
+    mp_init(&m);
+    msgpack_pack_map(&m.pk, 1);
+    mp_str(&m, "error");
+    msgpack_pack_map(&m.pk, 3);
+    mp_str(&m, "code");
+    mp_str(&m, "compacted");
+    mp_str(&m, "message");
+    mp_str(&m, "revision 3 is compacted");
+    mp_str(&m, "compact_revision");
+    msgpack_pack_int64(&m.pk, 50);
+    srv_push(a, ACT_REPLY, mp_resp(410, "", &m));
+    static const char json410[] =
+        "{\"error\": {\"code\": \"compacted\", \"message\": \"gone\"}, \"compact_revision\": 61}";
+    srv_push(a, ACT_REPLY, http_resp(410, "", "application/json", json410, strlen(json410)));
+    /* a stream answered as NDJSON: the server ignored Accept */
+    srv_push(a, ACT_REPLY, http_resp(200, "", "application/x-ndjson", "{}\n", 3));
+    /* a malformed stream (0xc1 is never msgpack) */
+    stream_head(&x, 1);
+    blob_add(&x, "1\r\n\xc1\r\n", 6);
+    srv_push(a, ACT_REPLY, x);
+    stream_head(&x, 1);
+    mp_init(&m);
+    ev_put(&m, "k", "v", 1, 2);
+    add_chunks(&x, &m, 100);
+    srv_push(b, ACT_REPLY_CLOSE, x); /* no_reconnect: then the end */
+    stream_head(&x, 1);
+    mp_init(&m);
+    ev_cancel(&m, "shutdown", 3);
+    add_chunks(&x, &m, 100);
+    srv_push(b, ACT_REPLY, x);
+    struct ballast_client *c = client_for(NULL, 2, a, b);
+    struct ballast_watch_opts wo = {0};
+    struct ballast_watch *w = (struct ballast_watch *)&wo;
+    struct ballast_event ev;
+
+    wo.rev = 3;
+    ck_assert_int_eq(ballast_watch_open(c, "k", 1, &wo, &w), BALLAST_ECOMPACTED);
+    ck_assert_ptr_null(w);
+    ck_assert_int_eq(ballast_compact_revision(c), 50);
+    ck_assert_str_eq(ballast_errmsg(c), "revision 3 is compacted");
+    assert_req(srv_rec(a, 0), "GET", "/v1/watch/k?rev=3");
+    ck_assert_int_eq(ballast_watch_open(c, "k", 1, &wo, &w), BALLAST_ECOMPACTED);
+    ck_assert_int_eq(ballast_compact_revision(c), 61);
+    ck_assert_int_eq(ballast_watch_open(c, "k", 1, &wo, &w), BALLAST_EPROTO);
+    ck_assert_uint_eq(srv_nrecs(b), 0); /* final answers: no failover */
+
+    wo.rev = 0;
+    ck_assert_int_eq(ballast_watch_open(c, "k", 1, &wo, &w), 0);
+    ck_assert_int_eq(ballast_watch_next(w, 2000, &ev), BALLAST_EPROTO);
+    ck_assert_ptr_nonnull(strstr(ballast_errmsg(c), "malformed"));
+    ballast_watch_close(w);
+
+    /* no_reconnect: a lost connection ends the watch; a shutdown is delivered */
+    c = client_for(NULL, 1, b);
+    wo.no_reconnect = 1;
+    ck_assert_int_eq(ballast_watch_open(c, "k", 1, &wo, &w), 0);
+    expect_event(w, BALLAST_EVENT_PUT, "k", "v", 2);
+    ck_assert_int_eq(ballast_watch_next(w, 2000, &ev), BALLAST_EUNAVAILABLE);
+    ck_assert_int_eq(ballast_watch_next(w, 2000, &ev), BALLAST_EUNAVAILABLE);
+    ck_assert_uint_eq(srv_nrecs(b), 1);
+    ballast_watch_close(w);
+    ck_assert_int_eq(ballast_watch_open(c, "k", 1, &wo, &w), 0);
+    ck_assert_int_eq(ballast_watch_next(w, 2000, &ev), 0);
+    ck_assert_int_eq(ev.type, BALLAST_EVENT_CANCELLED);
+    ck_assert_str_eq(ev.reason, "shutdown");
+    ck_assert_int_eq(ev.revision, 3);
+    ballast_watch_close(w);
+
+    /* bad arguments */
+    ck_assert_int_eq(ballast_watch_open(c, "", 0, NULL, &w), BALLAST_EBADARG);
+    wo.rev = -2;
+    ck_assert_int_eq(ballast_watch_open(c, "k", 1, &wo, &w), BALLAST_EBADARG);
+    ck_assert_int_eq(ballast_watch_next(NULL, 0, &ev), BALLAST_EBADARG);
+    ballast_watch_close(NULL);
+}
+END_TEST
+
 static Suite *client_suite(void)
 {
     Suite *s = suite_create("client");
@@ -2248,6 +3202,26 @@ static Suite *client_suite(void)
     tcase_add_test(tc, test_member_remove);
     tcase_add_test(tc, test_member_promote);
     tcase_add_test(tc, test_snapshot_save);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("txn, lease, long-poll");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_txn_request_and_result);
+    tcase_add_test(tc, test_txn_builder_errors);
+    tcase_add_test(tc, test_txn_lost_answer_and_retry_keep_id);
+    tcase_add_test(tc, test_lease_calls);
+    tcase_add_test(tc, test_lease_retry_rules);
+    tcase_add_test(tc, test_put_ttl_lease_and_request_id);
+    tcase_add_test(tc, test_long_poll_get_and_range);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("watch");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_watch_resumes_across_dropped_connections);
+    tcase_add_test(tc, test_watch_idle_timeout_and_eagain);
+    tcase_add_test(tc, test_watch_errors);
     suite_add_tcase(s, tc);
     return s;
 }
