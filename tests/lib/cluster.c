@@ -251,9 +251,18 @@ static void free_strv(char **v);
 static pid_t spawn(char *const argv[], char *const *extra_env, int out_fd, int err_fd)
 {
     pid_t parent = getpid();
-    pid_t pid = fork();
+    sigset_t all, old;
+    pid_t pid;
 
+    /* Signals stay blocked from fork until the child has reset its
+     * handlers: a SIGTERM sent to a child that has not exec'd yet (a member
+     * restarted and stopped at once) must kill it, not run a handler it
+     * inherited from the test process (Check's kills the process group). */
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    pid = fork();
     if (pid != 0) {
+        sigprocmask(SIG_SETMASK, &old, NULL);
         return pid;
     }
     /* Child: only async-signal-safe work and plain memory from here on (the
@@ -264,6 +273,9 @@ static pid_t spawn(char *const argv[], char *const *extra_env, int out_fd, int e
         char **env;
         int in, fd_max;
 
+        for (int sig = 1; sig < NSIG; sig++) {
+            signal(sig, SIG_DFL); /* fails harmlessly for SIGKILL, SIGSTOP */
+        }
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) {
             _exit(127); /* the parent died before prctl() took effect */
