@@ -1554,6 +1554,9 @@ struct stream {
 static void stream_take(struct client *c, struct stream *s)
 {
     char *end;
+    if (c->len == 0) {
+        return; /* nothing arrived yet (c->buf may still be NULL) */
+    }
     if (s->head[0] == '\0') {
         end = memmem(c->buf, c->len, "\r\n\r\n", 4);
         if (end == NULL) {
