@@ -35,8 +35,9 @@
  * Failure modes. A client that left (bl_http_exchange_gone, or a write that
  * says BL_EUNAVAILABLE/BL_ENOMEM) is ended silently. A watcher is blocked
  * when its output cannot take one more event (unsent >= low water, or the
- * next event does not fit under max_buffered); one blocked for PACE_MS or
- * more (not just at an instant) while more than max_lag revisions behind
+ * next event does not fit under max_buffered); one blocked for slow_ms or
+ * more (a client that read nothing for that long, not a short stall of a
+ * client that is catching up) while more than max_lag revisions behind
  * gets {"type":"cancelled","reason":"slow","revision":next_rev}, written
  * past the limit with bl_http_stream_write_final(), and its stream ends;
  * one whose next_rev was pruned ends with reason "compacted" and the
@@ -417,7 +418,7 @@ static void watcher_progress(struct bl_watch_hub *h, struct watcher *w, uint64_t
 }
 
 /* @w could not take a single event: cut it off if it is more than max_lag
- * behind and has been blocked for PACE_MS (not just at this instant), else
+ * behind and has been blocked for slow_ms (not just at this instant), else
  * come back at the pace. */
 static void watcher_blocked(struct bl_watch_hub *h, struct watcher *w, const struct snap *s)
 {
@@ -426,7 +427,8 @@ static void watcher_blocked(struct bl_watch_hub *h, struct watcher *w, const str
         w->blocked = true;
         w->blocked_since = now;
     }
-    if (s->revision - w->next_rev + 1 > h->opts.max_lag && now - w->blocked_since >= PACE_MS) {
+    if (s->revision - w->next_rev + 1 > h->opts.max_lag &&
+        now - w->blocked_since >= h->opts.slow_ms) {
         watcher_end(w, "slow", w->next_rev);
         return;
     }
@@ -781,6 +783,9 @@ int bl_watch_hub_new(uv_loop_t *loop, struct bl_member *m, const struct bl_watch
     }
     if (h->opts.progress_ms == 0) {
         h->opts.progress_ms = BL_WATCH_PROGRESS_MS_DEFAULT;
+    }
+    if (h->opts.slow_ms == 0) {
+        h->opts.slow_ms = BL_WATCH_SLOW_MS_DEFAULT;
     }
     h->low_water = h->opts.max_buffered / 2;
     h->tick_ms = h->opts.progress_ms / 10;

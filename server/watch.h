@@ -17,7 +17,7 @@
  *   {"type": "progress", "revision": R}        (after progress_ms without events)
  *   {"type": "cancelled", "reason": WHY, "revision": NEXT}   (the last one)
  * WHY is "slow" (more than max_lag revisions behind while its output did
- * not drain), "compacted" (the history it still needed was pruned; NEXT is
+ * not drain for slow_ms), "compacted" (the history it still needed was pruned; NEXT is
  * then the oldest revision kept), "shutdown" (the hub closed) or "internal"
  * (the history could not be read). NEXT is the first revision the client
  * has not received whole: a client reconnecting with ?rev=NEXT misses
@@ -42,6 +42,7 @@
 #define BL_WATCH_MAX_LAG_DEFAULT      5000
 #define BL_WATCH_MAX_BUFFERED_DEFAULT (1u << 20)
 #define BL_WATCH_PROGRESS_MS_DEFAULT  10000
+#define BL_WATCH_SLOW_MS_DEFAULT      1000
 
 /* At most this many headers may be passed to bl_watch_start(). */
 #define BL_WATCH_MAX_HEADERS 16
@@ -50,6 +51,7 @@ struct bl_watch_opts {
     uint64_t max_lag;     /* revisions behind (while blocked) before "slow"; default 5000 */
     size_t max_buffered;  /* bytes of unsent output per watch; default 1 MiB */
     unsigned progress_ms; /* progress event after this long without events; default 10000 */
+    unsigned slow_ms;     /* blocked this long while max_lag behind: "slow"; default 1000 */
 };
 
 /* The stream formats. */

@@ -1216,6 +1216,7 @@ static void setup_default(void)
     memset(&opts, 0, sizeof opts);
     opts.max_lag = 8;
     opts.max_buffered = 64 * 1024;
+    opts.slow_ms = 25;
     setup();
 }
 
