@@ -164,9 +164,14 @@ static int do_put(struct run *r, struct bl_slice key, struct bl_slice value, uin
 }
 
 /* Check that lease @id exists: BL_OK, or r->code = BL_ENOTFOUND. */
-static int check_lease(struct run *r, uint64_t id)
+/* A put of @key may name lease @id: it must exist (else r->code is
+ * BL_ENOTFOUND), and a key's own lease (PUT ?ttl=) is only ever attached
+ * to that key (else BL_EBADREQ): its owner takes the lease along when it
+ * goes, and a second key would be left on a lease that no longer exists. */
+static int check_lease(struct run *r, uint64_t id, struct bl_slice key)
 {
     struct bl_lease l;
+    struct bl_kv kv;
     int rv;
     if (id == 0) {
         return 0;
@@ -174,6 +179,14 @@ static int check_lease(struct run *r, uint64_t id)
     rv = bl_store_lease_get(r->txn, id, &l);
     if (rv == BL_ENOTFOUND) {
         r->code = BL_ENOTFOUND;
+        return 0;
+    }
+    if (rv != 0 || !(l.flags & BL_LEASE_F_OWN)) {
+        return rv;
+    }
+    rv = bl_store_kv_get(r->txn, key.p, key.len, &kv);
+    if (rv == BL_ENOTFOUND || (rv == 0 && kv.lease != id)) {
+        r->code = BL_EBADREQ;
         return 0;
     }
     return rv;
@@ -204,7 +217,7 @@ static int run_put(struct run *r)
         }
         return rv;
     }
-    rv = check_lease(r, c->lease);
+    rv = check_lease(r, c->lease, c->key);
     if (rv != 0 || r->code != BL_OK) {
         return rv;
     }
@@ -521,12 +534,13 @@ static int run_txn(struct bl_applier *a, struct run *r)
         }
         r->succeeded = rv == 1;
     }
+    rv = 0; /* eval_compare's 1 ("held") is no error */
     ops = r->succeeded ? t.success : t.failure;
     n_ops = r->succeeded ? t.n_success : t.n_failure;
     /* Every lease named must exist before anything is written. */
     for (uint32_t i = 0; i < n_ops; i++) {
         if (ops[i].type == BL_OP_PUT) {
-            rv = check_lease(r, ops[i].lease);
+            rv = check_lease(r, ops[i].lease, ops[i].key);
             if (rv != 0 || r->code != BL_OK) {
                 return rv;
             }

@@ -22,8 +22,9 @@
  *
  * Leases: a put naming a lease that does not exist, or a revoke of an
  * unknown lease, is the deterministic outcome BL_ENOTFOUND; a grant of an
- * id in use is BL_EBADREQ. A key's own lease (PUT ?ttl=) is deleted when the
- * key is overwritten without it or deleted.
+ * id in use, or a put attaching a key to another key's own lease, is
+ * BL_EBADREQ. A key's own lease (PUT ?ttl=) is deleted when the key is
+ * overwritten without it or deleted.
  *
  * Watch history: every command that raises the revision also stores the
  * events it made under that revision (history table), an array of
@@ -56,7 +57,9 @@
 
 /* Outcome of one applied command. */
 struct bl_apply_result {
-    int code;               /* BL_OK or BL_ECASFAILED (deterministic outcomes) */
+    int code;               /* deterministic outcome: BL_OK, BL_ECASFAILED (put/delete
+                               cas), BL_ENOTFOUND or BL_EBADREQ (leases, above); a txn
+                               whose compares failed is BL_OK with succeeded false */
     uint64_t revision;      /* store revision after the command */
     uint64_t deleted;       /* keys removed (DELETE, DELETE_RANGE) */
     bool replayed;          /* answered from the request-id table */
@@ -82,7 +85,7 @@ void bl_applier_init(struct bl_applier *a, struct bl_store *store);
 void bl_applier_close(struct bl_applier *a);
 
 /* Apply @cmd, the command of Raft entry @index. Returns BL_OK with @res
- * filled (a failed compare is BL_OK with res->code == BL_ECASFAILED), or a
+ * filled (a failed cas is BL_OK with res->code == BL_ECASFAILED), or a
  * storage error (BL_ENOSPACE, BL_EIO, BL_ENOMEM) with nothing changed and
  * a->errmsg set: the entry is then not applied and must be retried. */
 int bl_apply(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmd,

@@ -615,9 +615,15 @@ static void write_done(void *arg, int status, const struct bl_apply_result *res)
         }
         goto out;
     }
-    if (res->code == BL_EBADREQ) {
+    if (res->code == BL_EBADREQ && (c->kind == CALL_LEASE_GRANT || c->ttl != 0)) {
         respond_error_h(a, c->ex, extra, n_extra, BL_EBADREQ, "lease id %" PRIu64 " is in use",
                         c->lease);
+        goto out;
+    }
+    if (res->code == BL_EBADREQ) {
+        respond_error_h(a, c->ex, extra, n_extra, BL_EBADREQ,
+                        "a put named the own lease of another key (made by ?ttl=); such a lease "
+                        "cannot be shared: grant a lease with POST /v1/lease");
         goto out;
     }
     if (bl_result_decode(res->record, res->record_len, &v) != 0) {

@@ -1450,6 +1450,40 @@ START_TEST(test_too_large)
 }
 END_TEST
 
+START_TEST(test_txn_and_own_lease)
+{
+    static const char del_if_v1[] =
+        "{\"compare\":[{\"key\":\"dA==\",\"target\":\"version\",\"op\":\"==\",\"number\":1}],"
+        "\"success\":[{\"delete\":{\"key\":\"dA==\"}}],\"failure\":[]}";
+    struct client c;
+    struct resp r = {0};
+    uint64_t lease;
+
+    client_open(&c);
+    /* compare-and-delete: a branch without a put (regression: not applied) */
+    puts_(&c, "t", "1");
+    req(&c, &r, "POST", "/v1/txn", "Content-Type: application/json\r\n", del_if_v1,
+        sizeof del_if_v1 - 1);
+    ck_assert_msg(r.status == 200, "%d %s", r.status, r.body);
+    ck_assert(jb(r.json, "succeeded"));
+    get(&c, &r, "/v1/kv/t");
+    expect_error(&r, 404, "not_found");
+
+    /* a key's own lease (?ttl=) cannot be shared */
+    req(&c, &r, "PUT", "/v1/kv/own?ttl=30s", NULL, "v", 1);
+    ck_assert_int_eq(r.status, 200);
+    lease = ju(r.json, "lease");
+    ck_assert_uint_gt(lease, 0);
+    reqf(&c, &r, "PUT", NULL, "v", 1, "/v1/kv/guest?lease=%" PRIu64, lease);
+    expect_error(&r, 400, "bad_request");
+    ck_assert_ptr_nonnull(strstr(js(jfield(r.json, "error"), "message"), "own lease"));
+    get(&c, &r, "/v1/kv/guest");
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    client_close(&c);
+}
+END_TEST
+
 /* ------------------------------------------------------------------------ */
 /* Long-poll and watch */
 
@@ -1986,6 +2020,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_idempotency);
     tcase_add_test(tc, test_headers);
     tcase_add_test(tc, test_malformed_http);
+    tcase_add_test(tc, test_txn_and_own_lease);
     tcase_add_test(tc, test_long_poll);
     tcase_add_test(tc, test_watch_stream);
     tcase_add_test(tc, test_watch_method);
