@@ -556,15 +556,6 @@ END_TEST
 
 /* --- Suite -------------------------------------------------------------------------- */
 
-static void add_case(Suite *s, const char *name, const TTest *test)
-{
-    TCase *tc = tcase_create(name);
-    tcase_add_unchecked_fixture(tc, tc_fixture_setup, tc_fixture_teardown);
-    tcase_set_timeout(tc, 180);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 /* Whether `ballastd --help` offers --join (the join test needs it). */
 static bool ballastd_has_join(void)
 {
@@ -585,10 +576,10 @@ static bool ballastd_has_join(void)
 static Suite *backup_suite(void)
 {
     Suite *s = suite_create("backup");
-    add_case(s, "backup_file_checks", backup_file_checks);
-    add_case(s, "save_restore_matches_original", save_restore_matches_original);
+    tc_add_case(s, "backup_file_checks", backup_file_checks, 180);
+    tc_add_case(s, "save_restore_matches_original", save_restore_matches_original, 180);
     if (ballastd_has_join()) {
-        add_case(s, "restore_then_join", restore_then_join);
+        tc_add_case(s, "restore_then_join", restore_then_join, 180);
     } else {
         fprintf(stderr, "test-backup: ballastd has no --join: restore_then_join not run\n");
     }
@@ -597,17 +588,5 @@ static Suite *backup_suite(void)
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    if (getenv("BALLASTD") == NULL || getenv("BALLASTD")[0] == '\0') {
-        fprintf(stderr, "test-backup: BALLASTD is not set (make check sets it); skipping\n");
-        return 77; /* automake's "skipped" */
-    }
-    signal(SIGPIPE, SIG_IGN);
-    sr = srunner_create(backup_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tc_main("test-backup", backup_suite);
 }

@@ -997,49 +997,28 @@ END_TEST
 
 /* --- Suite ----------------------------------------------------------------------- */
 
-/* One test per test case, named after it, so CK_RUN_CASE selects it. */
-static void add_case(Suite *s, const char *name, const TTest *test)
-{
-    TCase *tc = tcase_create(name);
-    tcase_add_unchecked_fixture(tc, tc_fixture_setup, tc_fixture_teardown);
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 static Suite *cluster_suite(void)
 {
     Suite *s = suite_create("cluster");
-    add_case(s, "write_through_follower_readable_everywhere",
-             write_through_follower_readable_everywhere);
-    add_case(s, "leader_kill9_new_leader_and_writes_continue",
-             leader_kill9_new_leader_and_writes_continue);
-    add_case(s, "whole_cluster_restart_keeps_acknowledged_writes",
-             whole_cluster_restart_keeps_acknowledged_writes);
-    add_case(s, "ctl_status_shows_three_members_one_leader",
-             ctl_status_shows_three_members_one_leader);
-    add_case(s, "http_errors_and_formats", http_errors_and_formats);
-    add_case(s, "idempotent_retry_with_request_id", idempotent_retry_with_request_id);
-    add_case(s, "corrupt_log_refuses_to_start", corrupt_log_refuses_to_start);
-    add_case(s, "follower_catches_up_through_snapshot", follower_catches_up_through_snapshot);
-    add_case(s, "store_quota_full_then_recovers", store_quota_full_then_recovers);
-    add_case(s, "leader_transfer_on_demand", leader_transfer_on_demand);
+    tc_add_case(s, "write_through_follower_readable_everywhere",
+                write_through_follower_readable_everywhere, 120);
+    tc_add_case(s, "leader_kill9_new_leader_and_writes_continue",
+                leader_kill9_new_leader_and_writes_continue, 120);
+    tc_add_case(s, "whole_cluster_restart_keeps_acknowledged_writes",
+                whole_cluster_restart_keeps_acknowledged_writes, 120);
+    tc_add_case(s, "ctl_status_shows_three_members_one_leader",
+                ctl_status_shows_three_members_one_leader, 120);
+    tc_add_case(s, "http_errors_and_formats", http_errors_and_formats, 120);
+    tc_add_case(s, "idempotent_retry_with_request_id", idempotent_retry_with_request_id, 120);
+    tc_add_case(s, "corrupt_log_refuses_to_start", corrupt_log_refuses_to_start, 120);
+    tc_add_case(s, "follower_catches_up_through_snapshot", follower_catches_up_through_snapshot,
+                120);
+    tc_add_case(s, "store_quota_full_then_recovers", store_quota_full_then_recovers, 120);
+    tc_add_case(s, "leader_transfer_on_demand", leader_transfer_on_demand, 120);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    if (getenv("BALLASTD") == NULL || getenv("BALLASTD")[0] == '\0') {
-        fprintf(stderr, "test-cluster: BALLASTD is not set (make check sets it); skipping\n");
-        return 77; /* automake's "skipped" */
-    }
-    signal(SIGPIPE, SIG_IGN);
-    sr = srunner_create(cluster_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tc_main("test-cluster", cluster_suite);
 }

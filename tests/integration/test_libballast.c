@@ -491,28 +491,12 @@ static Suite *suite(void)
         {"ctl", test_ctl},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_unchecked_fixture(tc, tc_fixture_setup, tc_fixture_teardown);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, cases[i].fn);
-        suite_add_tcase(s, tc);
+        tc_add_case(s, cases[i].name, cases[i].fn, 120);
     }
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    if (getenv("BALLASTD") == NULL || getenv("BALLASTD")[0] == '\0') {
-        fprintf(stderr, "test-libballast: BALLASTD is not set (make check sets it); skipping\n");
-        return 77;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tc_main("test-libballast", suite);
 }

@@ -512,40 +512,20 @@ END_TEST
 
 /* --- Suite ----------------------------------------------------------------------- */
 
-static void add_case(Suite *s, const char *name, const TTest *test)
-{
-    TCase *tc = tcase_create(name);
-    tcase_add_unchecked_fixture(tc, tc_fixture_setup, tc_fixture_teardown);
-    tcase_set_timeout(tc, 150);
-    tcase_add_test(tc, test);
-    suite_add_tcase(s, tc);
-}
-
 static Suite *lifecycle_suite(void)
 {
     Suite *s = suite_create("lifecycle");
-    add_case(s, "learner_joins_and_is_promoted", learner_joins_and_is_promoted);
-    add_case(s, "learner_does_not_count_toward_quorum", learner_does_not_count_toward_quorum);
-    add_case(s, "remove_leader", remove_leader);
-    add_case(s, "wiped_follower_rejoins", wiped_follower_rejoins);
-    add_case(s, "statefulset_identity_and_scale", statefulset_identity_and_scale);
-    add_case(s, "disk_full_then_recovers", disk_full_then_recovers);
+    tc_add_case(s, "learner_joins_and_is_promoted", learner_joins_and_is_promoted, 150);
+    tc_add_case(s, "learner_does_not_count_toward_quorum", learner_does_not_count_toward_quorum,
+                150);
+    tc_add_case(s, "remove_leader", remove_leader, 150);
+    tc_add_case(s, "wiped_follower_rejoins", wiped_follower_rejoins, 150);
+    tc_add_case(s, "statefulset_identity_and_scale", statefulset_identity_and_scale, 150);
+    tc_add_case(s, "disk_full_then_recovers", disk_full_then_recovers, 150);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    if (getenv("BALLASTD") == NULL || getenv("BALLASTD")[0] == '\0') {
-        fprintf(stderr, "test-lifecycle: BALLASTD is not set (make check sets it); skipping\n");
-        return 77;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    sr = srunner_create(lifecycle_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tc_main("test-lifecycle", lifecycle_suite);
 }

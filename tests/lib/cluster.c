@@ -861,6 +861,32 @@ void tc_fixture_teardown(void)
     fixture_dir[0] = '\0';
 }
 
+void tc_add_case(Suite *s, const char *name, const TTest *test, int timeout_s)
+{
+    TCase *tc = tcase_create(name);
+    tcase_add_unchecked_fixture(tc, tc_fixture_setup, tc_fixture_teardown);
+    tcase_set_timeout(tc, timeout_s);
+    tcase_add_test(tc, test);
+    suite_add_tcase(s, tc);
+}
+
+int tc_main(const char *prog, Suite *(*make_suite)(void))
+{
+    SRunner *sr;
+    int failed;
+
+    if (getenv("BALLASTD") == NULL || getenv("BALLASTD")[0] == '\0') {
+        fprintf(stderr, "%s: BALLASTD is not set (make check sets it); skipping\n", prog);
+        return 77;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sr = srunner_create(make_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
 /* --- HTTP client ------------------------------------------------------------- */
 
 void tc_response_free(struct tc_response *r)

@@ -22,6 +22,7 @@
 #ifndef BALLAST_TESTS_CLUSTER_H
 #define BALLAST_TESTS_CLUSTER_H
 
+#include <check.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,6 +54,16 @@ void tc_fixture_setup(void);
  * stopped by tc_cluster_stop() (the test failed) and keep its directory;
  * remove the directory when nothing is left in it. */
 void tc_fixture_teardown(void);
+
+/* Add @test to @s as a test case of its own named @name (so CK_RUN_CASE
+ * selects it), with the fixture above and a Check timeout of @timeout_s. */
+void tc_add_case(Suite *s, const char *name, const TTest *test, int timeout_s);
+
+/* The main() of an integration test program @prog: exit status 77
+ * (automake's "skipped") when $BALLASTD is unset, else run the suite
+ * @make_suite() builds (called only then) with SIGPIPE ignored and return
+ * EXIT_SUCCESS when every test passed, EXIT_FAILURE otherwise. */
+int tc_main(const char *prog, Suite *(*make_suite)(void));
 
 /* --- Cluster ---------------------------------------------------------------- */
 
