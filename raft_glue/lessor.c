@@ -12,6 +12,14 @@ static size_t slot_of(const struct bl_lessor *l, uint64_t id)
     return (size_t)(h >> 17) & (l->cap - 1);
 }
 
+uint64_t bl_lessor_deadline(uint64_t now, uint64_t ttl)
+{
+    if (ttl > (UINT64_MAX - now) / 1000) {
+        return UINT64_MAX;
+    }
+    return now + ttl * 1000;
+}
+
 void bl_lessor_init(struct bl_lessor *l)
 {
     memset(l, 0, sizeof *l);
@@ -124,7 +132,7 @@ void bl_lessor_promote(struct bl_lessor *l, uint64_t now)
 {
     for (size_t i = 0; i < l->cap; i++) {
         if (l->slots[i].id != 0) {
-            l->slots[i].deadline = now + l->slots[i].ttl * 1000;
+            l->slots[i].deadline = bl_lessor_deadline(now, l->slots[i].ttl);
             l->slots[i].revoking = false;
         }
     }

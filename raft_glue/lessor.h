@@ -31,6 +31,11 @@ struct bl_lessor {
     size_t count;
 };
 
+/* The deadline of a lease of @ttl seconds kept alive at @now (ms),
+ * saturating: a TTL too large for the clock never wraps to a near deadline
+ * (the HTTP API caps TTLs at 10 days; the member API does not). */
+uint64_t bl_lessor_deadline(uint64_t now, uint64_t ttl);
+
 void bl_lessor_init(struct bl_lessor *l);
 void bl_lessor_free(struct bl_lessor *l);
 void bl_lessor_clear(struct bl_lessor *l);

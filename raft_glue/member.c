@@ -805,7 +805,8 @@ static void fsm_applied(void *arg, const struct bl_apply_result *res)
 {
     struct bl_member *m = arg;
     if (res->lease_granted != 0) {
-        uint64_t deadline = m->lease_term != 0 ? uv_now(m->loop) + res->lease_ttl * 1000 : 0;
+        uint64_t deadline =
+            m->lease_term != 0 ? bl_lessor_deadline(uv_now(m->loop), res->lease_ttl) : 0;
         if (bl_lessor_set(&m->lessor, res->lease_granted, res->lease_ttl, deadline) != 0) {
             BL_ERROR("member %" PRIu64 ": out of memory for lease %" PRIu64
                      ": it will not expire before the next leader change",
@@ -957,7 +958,7 @@ int bl_member_lease_keepalive(struct bl_member *m, uint64_t id, uint64_t *ttl)
     if (rv != 0) {
         return rv;
     }
-    e->deadline = uv_now(m->loop) + e->ttl * 1000;
+    e->deadline = bl_lessor_deadline(uv_now(m->loop), e->ttl);
     *ttl = e->ttl;
     return BL_OK;
 }

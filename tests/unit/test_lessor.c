@@ -399,6 +399,25 @@ END_TEST
 
 /* A new leader gives every lease a full TTL from its election: a lease
  * about to expire under the old leader lives ttl seconds more. */
+/* Deadlines saturate: a TTL too large for the clock never expires early. */
+START_TEST(test_deadline_saturates)
+{
+    struct bl_lessor l;
+    uint64_t ids[4];
+
+    ck_assert_uint_eq(bl_lessor_deadline(5000, 10), 15000);
+    ck_assert_uint_eq(bl_lessor_deadline(5000, UINT64_MAX / 1000), UINT64_MAX);
+    ck_assert_uint_eq(bl_lessor_deadline(5000, 18446744073709552ull), UINT64_MAX);
+    ck_assert_uint_eq(bl_lessor_deadline(UINT64_MAX - 999, 1), UINT64_MAX);
+    bl_lessor_init(&l);
+    ck_assert_int_eq(bl_lessor_set(&l, 7, 18446744073709552ull, 0), 0);
+    bl_lessor_promote(&l, 5000);
+    ck_assert_uint_eq(bl_lessor_find(&l, 7)->deadline, UINT64_MAX);
+    ck_assert_uint_eq(bl_lessor_expired(&l, 5000 + 384, ids, 4), 0);
+    bl_lessor_free(&l);
+}
+END_TEST
+
 START_TEST(test_promote)
 {
     struct bl_lessor l;
@@ -877,6 +896,7 @@ static Suite *lessor_suite(void)
     tcase_add_test(tc, test_set_find_del);
     tcase_add_test(tc, test_grow_keeps_entries);
     tcase_add_test(tc, test_expired_boundary);
+    tcase_add_test(tc, test_deadline_saturates);
     tcase_add_test(tc, test_follower_never_expires);
     tcase_add_test(tc, test_expired_max);
     tcase_add_test(tc, test_promote);
