@@ -1160,7 +1160,6 @@ static void handle_watch(struct bl_api *a, struct bl_http_exchange *ex)
         return;
     }
     n = standard_headers(a, h, BL_WATCH_MAX_HEADERS);
-    h[n++] = header("Cache-Control", "no-cache");
     rv = bl_watch_start(a->hub, ex, key, key_len, prefix, rev, watch_format(ex), h, n, &compact);
     if (rv == BL_OK) {
         return;

@@ -1463,6 +1463,17 @@ bool bl_http_exchange_gone(const struct bl_http_exchange *pub)
     return ex->conn->state >= CONN_CLOSING;
 }
 
+/* See http.h. */
+int bl_http_exchange_send_buffer(struct bl_http_exchange *pub, int bytes)
+{
+    struct exchange *ex = pub->impl;
+    int value = bytes;
+    if (ex->conn->state >= CONN_CLOSING) {
+        return BL_EUNAVAILABLE;
+    }
+    return uv_send_buffer_size((uv_handle_t *)&ex->conn->tcp, &value) == 0 ? BL_OK : BL_EIO;
+}
+
 /* The handler is done with @ex: count it answered. Returns false if the
  * connection is gone, in which case @ex has been freed. */
 static bool ex_answered(struct exchange *ex)

@@ -99,6 +99,11 @@ const char *bl_http_header_get(const struct bl_http_exchange *ex, const char *na
 /* True once the client connection of @ex has closed. */
 bool bl_http_exchange_gone(const struct bl_http_exchange *ex);
 
+/* Cap the kernel's send buffer of @ex's connection at about @bytes
+ * (SO_SNDBUF; Linux doubles it and stops autotuning it): for a long stream
+ * whose unsent bytes must stay bounded when the client stops reading. */
+int bl_http_exchange_send_buffer(struct bl_http_exchange *ex, int bytes);
+
 /* Reply with @status, the @n extra headers, and @body[0..@len). Content-Length,
  * Connection and Date are added here. Copies what it needs, then releases
  * @ex. Returns BL_OK or BL_ENOMEM (the connection is then closed). */

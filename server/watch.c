@@ -64,12 +64,13 @@
 #include "log.h"
 #include "store.h"
 
-#define PACE_MS        25      /* poll blocked watchers this often */
-#define ROUND_BUDGET   65536   /* records and events one round reads ... */
-#define WATCHER_TURN   16384   /* ... and one watcher's turn in it */
-#define WATCHER_REVS   1024    /* revisions one watcher's turn reads */
-#define WAIT_REVS      1024    /* revisions the waits read per round */
-#define WAIT_WORK      4000000 /* event x wait visits per round (a few ms) */
+#define PACE_MS        25           /* poll blocked watchers this often */
+#define WATCH_SNDBUF   (128 * 1024) /* SO_SNDBUF of a watch connection */
+#define ROUND_BUDGET   65536        /* records and events one round reads ... */
+#define WATCHER_TURN   16384        /* ... and one watcher's turn in it */
+#define WATCHER_REVS   1024         /* revisions one watcher's turn reads */
+#define WAIT_REVS      1024         /* revisions the waits read per round */
+#define WAIT_WORK      4000000      /* event x wait visits per round (a few ms) */
 #define TICK_MIN_MS    5
 #define TICK_MAX_MS    1000
 #define BATCH_KEEP_MAX (4u << 20) /* a bigger batch buffer is freed after the round */
@@ -875,6 +876,9 @@ int bl_watch_start(struct bl_watch_hub *h, struct bl_http_exchange *ex, const ui
         hdrs[m++] = headers[i];
     }
     rv = bl_http_stream_begin(ex, 200, hdrs, m, h->opts.max_buffered);
+    /* The kernel's share of a stalled watcher's backlog stays small too
+     * (autotuned loopback buffers held ~3 MB of events). Best effort. */
+    (void)bl_http_exchange_send_buffer(ex, WATCH_SNDBUF);
 
     w->next = h->watchers;
     if (h->watchers != NULL) {

@@ -994,6 +994,17 @@ START_TEST(test_watch_compacted_and_slow)
             got, ev.reason, (unsigned long long)next);
     ck_assert_str_eq(ev.reason, "slow");
     ck_assert_msg(got < SLOW_WRITES, "slow watch: cancelled after every write was delivered");
+    /* What the server held for it (its unsent output, at most ~1 MiB, and
+     * the kernel send buffer, capped at 2 x 128 KiB) plus this socket's
+     * small receive buffer: everything it got before the cut-off fits in
+     * that (values are base64 on the wire), give or take two events. */
+    {
+        size_t wire = (size_t)SLOW_VALUE * 4 / 3;
+        ck_assert_msg((size_t)got * wire <= (size_t)(1024 + 256 + 64) * 1024 + 2 * wire,
+                      "slow watch: %d events (%zu bytes) were buffered for a watcher that never "
+                      "read",
+                      got, (size_t)got * wire);
+    }
     ck_assert_msg(next == srev[got],
                   "slow watch: cancelled at revision %llu, but the first write not delivered "
                   "is at %llu",
