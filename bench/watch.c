@@ -881,12 +881,12 @@ static int run_phase(struct ballast_client *ctl, int phase, int n_watchers, int 
     struct writer wr[WRITERS];
     struct stalled st = {.fd = -1};
     struct lagset lag_send = {0}, lag_ack = {0}, lag_ep[MAX_ENDPOINTS];
-    int64_t *lat = NULL, *rev_ack = NULL, t_start, t_writes_done, t_caught_up = 0, deadline;
+    int64_t *lat = NULL, *rev_ack = NULL, t_start = 0, t_writes_done = 0, t_caught_up = 0, deadline;
     int64_t min_rev = INT64_MAX, max_rev = -1, last_ack = 0;
     size_t n_acked = 0, n_rev_ack = 0, total_events = 0;
     uint64_t failed = 0, unknown = 0, nomem = 0, missed = 0, extra = 0, ooo = 0, werrors = 0;
     int n_open = 0, n_short = 0, n_err = 0, rc = -1;
-    double self0, self1, elapsed_s;
+    double self0 = 0, self1 = 0, elapsed_s;
     char f[6][32];
 
     memset(wr, 0, sizeof wr);
