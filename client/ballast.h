@@ -800,6 +800,11 @@ int ballast_watch_open(struct ballast_client *c, const void *key, size_t klen,
  * as is BALLAST_EUNAVAILABLE with no_reconnect. */
 int ballast_watch_next(struct ballast_watch *w, int timeout_ms, struct ballast_event *ev);
 
+/* The endpoint @w streams from (or connects to next, between connections):
+ * a watch keeps its own place in the endpoint list, apart from its client's
+ * ballast_current_endpoint(). The string belongs to the client. */
+const char *ballast_watch_endpoint(const struct ballast_watch *w);
+
 /* Close the watch's connection and free @w. NULL is a no-op. */
 void ballast_watch_close(struct ballast_watch *w);
 

@@ -618,6 +618,11 @@ int ballast_watch_next(struct ballast_watch *w, int timeout_ms, struct ballast_e
     }
 }
 
+const char *ballast_watch_endpoint(const struct ballast_watch *w)
+{
+    return w ? ep_name(w) : NULL;
+}
+
 void ballast_watch_close(struct ballast_watch *w)
 {
     if (!w) {

@@ -169,6 +169,7 @@ START_TEST(test_watch_failover)
     ck_assert_int_eq(pthread_create(&th, NULL, write_all, &wr), 0);
     tc_sleep_ms(100); /* the watch starts behind the writes */
     ck_assert_int_eq(ballast_watch_open(cl, "w/", 2, &wo, &w), 0);
+    ck_assert_str_eq(ballast_watch_endpoint(w), tc_addr(c, watched));
     deadline = tc_now_ms() + 60000;
     while (got < WATCH_PUTS && tc_now_ms() < deadline) {
         struct ballast_event ev;
@@ -190,6 +191,8 @@ START_TEST(test_watch_failover)
         ck_assert_str_eq(ev.kv.value, want);
         if (++got == 60) {
             tc_member_kill(c, watched, SIGKILL); /* mid-stream, writes still coming */
+        } else if (got > 60) {
+            ck_assert_str_ne(ballast_watch_endpoint(w), tc_addr(c, watched)); /* moved on */
         }
     }
     pthread_join(th, NULL);
