@@ -508,13 +508,23 @@ static void reads_complete(struct read_list *l, int status)
 
 static void start_barrier(struct bl_member *m);
 
+/* A failed barrier means leadership was lost, and canonical/raft 0.15 fails
+ * it while it is still converting to follower (raft_state() still says
+ * leader, the progress array is already gone): a barrier started from here
+ * then crashes it. So the reads queued meanwhile fail with the ones in
+ * flight (clients retry through the new leader); only a barrier that
+ * succeeded starts the next one. */
 static void barrier_cb(struct raft_barrier *req, int status)
 {
     struct bl_member *m = req->data;
-    int rv = status == 0 ? BL_OK : BL_ENOLEADER;
 
     m->barrier_busy = false;
-    reads_complete(&m->reads_inflight, rv);
+    if (status != 0) {
+        reads_complete(&m->reads_inflight, BL_ENOLEADER);
+        reads_complete(&m->reads_next, BL_ENOLEADER);
+        return;
+    }
+    reads_complete(&m->reads_inflight, BL_OK);
     if (m->reads_next.head != NULL) {
         start_barrier(m);
     }
