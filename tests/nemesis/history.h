@@ -32,10 +32,10 @@ struct hist_op {
     int type;   /* enum hist_op_type */
     int status; /* enum hist_status */
     uint32_t key;
-    int64_t value;  /* WRITE: the value written; CAS: the new value */
-    int64_t expect; /* CAS: the value it must hold (0: absent) */
-    int64_t out;    /* READ with HIST_OK: the value read (0: absent) */
-    bool out_ok;    /* CAS with HIST_OK: whether it swapped */
+    int64_t value;                  /* WRITE: the value written; CAS: the new value */
+    int64_t expect;                 /* CAS: the value it must hold (0: absent) */
+    int64_t out;                    /* READ with HIST_OK: the value read (0: absent) */
+    bool out_ok;                    /* CAS with HIST_OK: whether it swapped */
     int64_t invoke_ns, complete_ns; /* complete_ns ignored for HIST_UNKNOWN */
 };
 
