@@ -47,6 +47,7 @@
 #include "config.h"
 #include "error.h"
 #include "log.h"
+#include "loop.h"
 #include "member.h"
 
 #define START_WAIT_MS 10000 /* leader elected, attributes published */
@@ -66,37 +67,24 @@ static struct bl_member *member;
 static struct bl_api api;
 static bool member_done, api_done;
 
-/* Step the loop once without blocking, then wait up to 1 ms for @fd (or
- * just sleep 1 ms when @fd < 0). */
 static void step(int fd)
 {
-    struct pollfd p = {fd, POLLIN, 0};
-    uv_run(&loop, UV_RUN_NOWAIT);
-    poll(fd >= 0 ? &p : NULL, fd >= 0 ? 1 : 0, 1);
+    tl_step(&loop, fd);
 }
 
 static uint64_t deadline(unsigned ms)
 {
-    return uv_hrtime() + (uint64_t)ms * 1000000;
+    return tl_deadline(ms);
 }
 
-/* Step the loop for @ms. */
 static void run_for(unsigned ms)
 {
-    uint64_t end = deadline(ms);
-    while (uv_hrtime() < end) {
-        step(-1);
-    }
+    tl_run_for(&loop, ms);
 }
 
-/* Step the loop until *@flag or @ms have passed. */
 static bool run_until(const bool *flag, unsigned ms)
 {
-    uint64_t end = deadline(ms);
-    while (!*flag && uv_hrtime() < end) {
-        step(-1);
-    }
-    return *flag;
+    return tl_run_until(&loop, flag, ms);
 }
 
 /* A port free right now on 127.0.0.1: bind port 0, read it back. The socket

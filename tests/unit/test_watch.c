@@ -46,6 +46,7 @@
 #include "error.h"
 #include "http.h"
 #include "log.h"
+#include "loop.h"
 #include "member.h"
 #include "watch.h"
 
@@ -72,31 +73,22 @@ static unsigned request_seq;
 
 static void step(int fd)
 {
-    struct pollfd p = {fd, POLLIN, 0};
-    uv_run(&loop, UV_RUN_NOWAIT);
-    poll(fd >= 0 ? &p : NULL, fd >= 0 ? 1 : 0, 1);
+    tl_step(&loop, fd);
 }
 
 static uint64_t deadline(unsigned ms)
 {
-    return uv_hrtime() + (uint64_t)ms * 1000000;
+    return tl_deadline(ms);
 }
 
 static void run_for(unsigned ms)
 {
-    uint64_t end = deadline(ms);
-    while (uv_hrtime() < end) {
-        step(-1);
-    }
+    tl_run_for(&loop, ms);
 }
 
 static bool run_until(const bool *flag, unsigned ms)
 {
-    uint64_t end = deadline(ms);
-    while (!*flag && uv_hrtime() < end) {
-        step(-1);
-    }
-    return *flag;
+    return tl_run_until(&loop, flag, ms);
 }
 
 static int rm_cb(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
