@@ -551,6 +551,13 @@ int tc_member_add(struct tc_cluster *c, const char *client_addr, const char *pee
     return i;
 }
 
+void tc_member_env(struct tc_cluster *c, int i, const char *const *env)
+{
+    ck_assert_msg(i >= 0 && i < c->n, "tc: tc_member_env: no member %d", i);
+    free_strv(c->members[i].env);
+    copy_strv(c->members[i].env, 4, env);
+}
+
 void tc_member_wipe(struct tc_cluster *c, int i)
 {
     struct tc_member *m = &c->members[i];

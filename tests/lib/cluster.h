@@ -165,6 +165,13 @@ int tc_member_add(struct tc_cluster *c, const char *client_addr, const char *pee
 void tc_member_set(struct tc_cluster *c, int i, const char *client_addr, const char *peer_addr,
                    const char *const *args);
 
+/* Set member @i's extra environment entries ("NAME=value", NULL-terminated,
+ * at most 4, copied; NULL clears them), founder or added member alike; takes
+ * effect at its next start. E.g. {"BALLAST_CRASH_AT=lmdb-commit-after", NULL}
+ * or an LD_PRELOAD. (BALLAST_* variables of the test's own environment are
+ * never passed on; these are.) */
+void tc_member_env(struct tc_cluster *c, int i, const char *const *env);
+
 /* Remove member @i's data dir and create it empty (a lost volume). It must
  * not be running. */
 void tc_member_wipe(struct tc_cluster *c, int i);
