@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crashpoint.h"
 #include "error.h"
 #include "log.h"
 
@@ -81,6 +82,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     struct bl_txn *txn;
     int rv;
 
+    BL_CRASH_POINT(BL_CRASH_SNAPSHOT_TAKE_BEFORE);
     rv = bl_store_begin(f->store, false, &txn);
     if (rv != 0) {
         return to_raft(rv);
@@ -170,6 +172,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
             raft_free((*bufs)[i].base);
         }
         raft_free(*bufs);
+        BL_CRASH_POINT(BL_CRASH_SNAPSHOT_TAKE_AFTER);
         f->snapshots_taken++;
         BL_INFO("fsm: snapshot taken (store applied index %llu)",
                 (unsigned long long)f->snap_applied);
@@ -214,12 +217,14 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         raft_free(buf->base);
         return 0;
     }
+    BL_CRASH_POINT(BL_CRASH_SNAPSHOT_INSTALL_BEFORE);
     rv = bl_store_replace(f->store, p + BL_SNAP_HEADER, (size_t)len);
     if (rv != 0) {
         snprintf(f->errmsg, sizeof f->errmsg, "restore: %s", bl_store_errmsg(f->store));
         BL_ERROR("fsm: %s", f->errmsg);
         return to_raft(rv);
     }
+    BL_CRASH_POINT(BL_CRASH_SNAPSHOT_INSTALL_AFTER);
     f->restores++;
     rv = bl_store_begin(f->store, false, &txn);
     if (rv == 0) {

@@ -99,6 +99,7 @@
 #include "store.h"
 
 #include "command.h" /* BL_KEY_MAX */
+#include "crashpoint.h"
 #include "error.h"
 
 #include <dirent.h>
@@ -973,9 +974,14 @@ int bl_store_commit(struct bl_txn *t)
         return BL_OK;
     }
     t->txn = NULL;
+    BL_CRASH_POINT(BL_CRASH_LMDB_COMMIT_BEFORE);
     /* Frees the transaction whether or not it succeeds. */
     int rc = mdb_txn_commit(txn);
-    return rc == 0 ? BL_OK : from_mdb(s, rc, "commit");
+    if (rc != 0) {
+        return from_mdb(s, rc, "commit");
+    }
+    BL_CRASH_POINT(BL_CRASH_LMDB_COMMIT_AFTER);
+    return BL_OK;
 }
 
 void bl_store_abort(struct bl_txn *t)
