@@ -2066,6 +2066,16 @@ int blc_reply_error(struct ballast_client *c, const char *ep_name, const struct 
     }
     msgpack_unpacked_destroy(&u);
     int err = code[0] ? code_to_err(code) : status_to_err(rs->status);
+    if (err == BALLAST_ENOSPACE && rs->after_maybe) {
+        /* 507 comes from the server's admission check, before the write is
+         * proposed: it says nothing of an earlier attempt of this call whose
+         * answer was lost, which may still commit. So the outcome is
+         * unknown, as after a 504. */
+        return blc_set_err(c, BALLAST_ETIMEOUT,
+                           "outcome unknown: an earlier attempt may have been applied; the "
+                           "last one was refused: %s",
+                           msg[0] ? msg : "no space (507)");
+    }
     if (err == BALLAST_ECOMPACTED) {
         c->compact_revision = compact > 0 ? compact : 0;
     }

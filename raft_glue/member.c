@@ -1,9 +1,11 @@
 /* The member: canonical/raft 0.15 with its libuv backend, glued to the FSM
  * and the store, on the caller's loop (see member.h).
  *
- * Start: open the store, init the uv transport and I/O (auto-recovery off:
- * a corrupt segment must stop the member, not be renamed away so that it
- * comes back with a shorter log and votes), raft_init, pre-vote on, then
+ * Start: check the open log segments (segcheck.c: libraft 0.15 silently
+ * truncates an open segment at a corrupt entry), open the store, init the
+ * uv transport and I/O (auto-recovery off: a corrupt segment must stop the
+ * member, not be renamed away so that it comes back with a shorter log and
+ * votes), raft_init, pre-vote on, then
  * bootstrap when the Raft directory is empty and this member is a founder,
  * and raft_start.
  *
@@ -26,6 +28,7 @@
  * callback releases the uv I/O and transport, the store, and the member. */
 #include "member.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -39,12 +42,14 @@
 #include <unistd.h>
 
 #include "backup.h"
+#include "crashpoint.h"
 #include "error.h"
 #include "fsm.h"
 #include "lessor.h"
 #include "discover.h"
 #include "diskcheck.h"
 #include "log.h"
+#include "segcheck.h"
 #include "transport.h"
 
 #define WATCH_INTERVAL_MS          50
@@ -93,6 +98,9 @@ struct bl_member {
     uv_loop_t *loop;
     struct raft raft;
     struct raft_io io;
+    /* The uv backend's append, when a raft-append crash point wraps it. */
+    int (*uv_append)(struct raft_io *io, struct raft_io_append *req,
+                     const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
     struct raft_uv_transport transport;
     struct bl_fsm fsm;
     struct bl_store *store;
@@ -390,7 +398,13 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     proposal_unlink(m, p);
     m->inflight_bytes -= p->bytes;
     if (!p->answered) {
-        int rv = from_raft(status);
+        /* Once raft_apply() took the entry, a failure here (leadership
+         * lost, shutdown, the leader's own append failing with a full disk
+         * or an I/O error) does not say the entry is gone: it may have
+         * reached followers and commit under the next leader. So every
+         * failure is "outcome unknown" (BL_ETIMEOUT: 504), never a definite
+         * refusal such as 507, which clients may take as "not applied". */
+        int rv = status == 0 ? BL_OK : BL_ETIMEOUT;
         p->cb(p->arg, rv, rv == 0 ? result : NULL);
     }
     free(p);
@@ -506,7 +520,7 @@ static void reads_complete(struct read_list *l, int status)
     }
 }
 
-static void start_barrier(struct bl_member *m);
+static int start_barrier(struct bl_member *m);
 
 /* A failed barrier means leadership was lost, and canonical/raft 0.15 fails
  * it while it is still converting to follower (raft_state() still says
@@ -526,11 +540,17 @@ static void barrier_cb(struct raft_barrier *req, int status)
     }
     reads_complete(&m->reads_inflight, BL_OK);
     if (m->reads_next.head != NULL) {
-        start_barrier(m);
+        int rv = start_barrier(m);
+        if (rv != 0) {
+            reads_complete(&m->reads_inflight, rv);
+        }
     }
 }
 
-static void start_barrier(struct bl_member *m)
+/* Move the queued reads in flight and start a barrier for them. On an
+ * error they are still in reads_inflight and nobody was called back: the
+ * caller answers them (or, for a single new read, hands the error back). */
+static int start_barrier(struct bl_member *m)
 {
     int rv;
 
@@ -539,15 +559,17 @@ static void start_barrier(struct bl_member *m)
     m->barrier.data = m;
     rv = raft_barrier(&m->raft, &m->barrier, barrier_cb);
     if (rv != 0) {
-        reads_complete(&m->reads_inflight, rv == RAFT_NOTLEADER ? BL_ENOLEADER : from_raft(rv));
-        return;
+        /* e.g. RAFT_NOTLEADER while a leadership transfer runs */
+        return rv == RAFT_NOTLEADER || rv == RAFT_LEADERSHIPLOST ? BL_ENOLEADER : from_raft(rv);
     }
     m->barrier_busy = true;
+    return 0;
 }
 
 int bl_member_read_barrier(struct bl_member *m, bl_read_cb cb, void *arg)
 {
     struct read_wait *w;
+    int rv;
 
     if (m->closing) {
         return m->store != NULL ? BL_ENOLEADER : BL_ESHUTDOWN;
@@ -569,7 +591,19 @@ int bl_member_read_barrier(struct bl_member *m, bl_read_cb cb, void *arg)
     }
     m->reads_next.tail = w;
     if (!m->barrier_busy) {
-        start_barrier(m);
+        /* No barrier runs, so reads_next held nothing before @w (the
+         * callback of one that ended starts the next at once). A barrier
+         * that cannot start is this call's error, never a callback from
+         * inside it: the caller has not finished setting up for one
+         * (api.c counts the read as pending after 0, and a callback run
+         * from in here freed the request first). */
+        rv = start_barrier(m);
+        if (rv != 0) {
+            assert(m->reads_inflight.head == w && w->next == NULL);
+            m->reads_inflight.head = m->reads_inflight.tail = NULL;
+            free(w);
+            return rv;
+        }
     }
     return 0;
 }
@@ -1588,6 +1622,54 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
     return 0;
 }
 
+/* ---- crash points around the log append ------------------------------------------------- */
+
+/* Installed only when BALLAST_CRASH_AT names a raft-append point (see
+ * crashpoint.h): the uv backend's append runs on a request of ours, and its
+ * completion crashes (or not) before raft's callback sees the entries
+ * durable. */
+struct crash_append {
+    struct raft_io_append req; /* what the uv backend sees */
+    struct raft_io_append *orig;
+    raft_io_append_cb cb;
+};
+
+static void crash_append_cb(struct raft_io_append *req, int status)
+{
+    struct crash_append *ca = req->data;
+    struct raft_io_append *orig = ca->orig;
+    raft_io_append_cb cb = ca->cb;
+    free(ca);
+    if (status == 0) {
+        BL_CRASH_POINT(BL_CRASH_RAFT_APPEND_AFTER);
+    }
+    cb(orig, status);
+}
+
+static int crash_append(struct raft_io *io, struct raft_io_append *req,
+                        const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+{
+    struct raft *r = io->data; /* raft_init points io->data at the raft */
+    struct bl_member *m = r->data;
+    struct crash_append *ca;
+    int rv;
+
+    BL_CRASH_POINT(BL_CRASH_RAFT_APPEND_BEFORE);
+    ca = calloc(1, sizeof *ca);
+    if (ca == NULL) {
+        return RAFT_NOMEM;
+    }
+    ca->req.data = ca;
+    ca->orig = req;
+    ca->cb = cb;
+    req->cb = cb; /* as the uv backend would */
+    rv = m->uv_append(io, &ca->req, entries, n, crash_append_cb);
+    if (rv != 0) {
+        free(ca); /* the callback is never called */
+    }
+    return rv;
+}
+
 /* ---- backups ------------------------------------------------------------------------------ */
 
 struct backup_work {
@@ -1762,6 +1844,10 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     bool fresh;
     int rv;
 
+    rv = bl_crashpoint_init(errmsg);
+    if (rv != 0) {
+        return rv;
+    }
     if (cfg->id == 0 || cfg->id > INT64_MAX || cfg->data_dir == NULL || cfg->peer_listen == NULL) {
         snprintf(errmsg, BL_ERRMSG_SIZE,
                  "member needs an id (1..2^63), a data dir and a peer "
@@ -1840,6 +1926,15 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
         }
     }
     m->restored = file_exists(cfg->data_dir, "restored");
+    if (!fresh) {
+        /* Before libraft loads the log: see segcheck.c for what it misses. */
+        snprintf(path, sizeof path, "%s/raft", cfg->data_dir);
+        rv = bl_segcheck_open_segments(path, errmsg);
+        if (rv != 0) {
+            goto err_after_alloc;
+        }
+        snprintf(path, sizeof path, "%s/store", cfg->data_dir);
+    }
 
     rv = bl_store_open(path, &sopts, &m->store, errmsg);
     if (rv != 0) {
@@ -1887,6 +1982,11 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     raft_uv_set_auto_recovery(&m->io, false);
     m->io.version = 2;
     m->io.async_work = io_async_work;
+    if (bl_crash_armed == BL_CRASH_RAFT_APPEND_BEFORE ||
+        bl_crash_armed == BL_CRASH_RAFT_APPEND_AFTER) {
+        m->uv_append = m->io.append;
+        m->io.append = crash_append;
+    }
 
     rv = raft_init(&m->raft, &m->io, &m->fsm.fsm, m->id, m->peer_url);
     if (rv != 0) {

@@ -97,7 +97,10 @@ int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_
 /* Read gate for linearizable reads: @cb(arg, BL_OK) once a Raft barrier
  * proposed after this call has been applied, proving leadership at a point
  * after the call; all reads waiting at once share one barrier. Returns
- * BL_ENOLEADER on a non-leader. @cb may get BL_ENOLEADER / BL_ETIMEOUT. */
+ * BL_ENOLEADER on a non-leader or when no barrier can be proposed now (a
+ * leadership transfer runs), BL_ENOMEM, BL_ESHUTDOWN; after an error @cb is
+ * never called, after 0 it is called exactly once and never from inside
+ * this call. @cb may get BL_ENOLEADER / BL_ETIMEOUT. */
 typedef void (*bl_read_cb)(void *arg, int status);
 int bl_member_read_barrier(struct bl_member *m, bl_read_cb cb, void *arg);
 

@@ -536,6 +536,14 @@ static void read_ready(void *arg, int status)
 {
     struct call *c = arg;
     c->a->pending--;
+    if (status == BL_ENOLEADER && !c->a->closing) {
+        /* Leadership moved while the read waited for its barrier (a
+         * transfer, or this leader lost its majority): a read can be asked
+         * again, so relay it to the leader now, or hold it until one is
+         * known, as a request arriving at a follower is. */
+        forward(c);
+        return;
+    }
     if (status != 0) {
         respond_error(c->a, c->ex, status == BL_ESHUTDOWN ? BL_ESHUTDOWN : BL_ENOLEADER,
                       "leadership could not be confirmed for a linearizable read");
@@ -2115,7 +2123,7 @@ static void respond_transfer_refused(struct bl_api *a, struct bl_http_exchange *
 {
     struct bl_member_info *list = NULL;
     unsigned n = 0, others = 0;
-    const struct bl_member_info *target = NULL;
+    bool target_learner = false; /* @to is listed, as a learner */
 
     if (bl_member_list(a->member, &list, &n) != 0) {
         n = 0;
@@ -2125,12 +2133,12 @@ static void respond_transfer_refused(struct bl_api *a, struct bl_http_exchange *
             others++;
         }
         if (list[i].id == to) {
-            target = &list[i];
+            target_learner = !list[i].voter;
         }
     }
-    free(list);
+    free(list); /* nothing below may point into it */
     if (rv == BL_EBADREQ) {
-        if (target != NULL && !target->voter) {
+        if (target_learner) {
             respond_error(a, ex, BL_EBADREQ,
                           "member %" PRIu64 " is a learner, not a voter of this cluster", to);
         } else {
@@ -2440,6 +2448,7 @@ int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
         bl_doc_free(&a->doc);
         return rv;
     }
+    (void)bl_http_client_bind(a->client, cfg->listen_client); /* relay from our own address */
     rv = bl_watch_hub_new(loop, member, &wo, &a->hub);
     if (rv != 0) {
         snprintf(errmsg, BL_ERRMSG_SIZE, "watch hub: %s", bl_strerror(rv));

@@ -6,7 +6,9 @@
  * takes the newest idle connection to the same "host:port" from the pool.
  * With none there, it connects afresh: an IPv4 or [IPv6] literal at once, a
  * host name after uv_getaddrinfo() (each address it returns is tried in
- * turn). The wire buffer goes out with uv_try_write() and, for what does not
+ * turn); after bl_http_client_bind() a new IPv4 connection is first bound to
+ * the member's own address, so it is not sent from 127.0.0.1 or whatever
+ * the route picks. The wire buffer goes out with uv_try_write() and, for what does not
  * fit, one uv_write(). The response is parsed by http-parser as it arrives
  * (Content-Length, chunked, or read-until-EOF bodies), with headers and body
  * gathered in the request. When it is complete the connection goes back to
@@ -59,6 +61,8 @@
 #include <limits.h>
 #include <http_parser.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +95,8 @@ struct bl_http_client {
     uv_timer_t sweep;                   /* closes connections idle too long */
     struct conn *idle_head, *idle_tail; /* the pool, oldest first */
     struct req *reqs;                   /* requests whose callback is due */
+    struct sockaddr_in src;             /* IPv4 source of new connections */
+    bool has_src;                       /* set by bl_http_client_bind() */
     unsigned n_closing;                 /* close callbacks still to come */
     bool closing;
 };
@@ -193,6 +199,30 @@ int bl_http_client_init(uv_loop_t *loop, struct bl_http_client **out)
     }
     uv_unref((uv_handle_t *)&c->sweep);
     *out = c;
+    return BL_OK;
+}
+
+int bl_http_client_bind(struct bl_http_client *c, const char *listen)
+{
+    char host[INET_ADDRSTRLEN + 8];
+    const char *colon = strrchr(listen, ':');
+    struct sockaddr_in sa;
+    size_t len;
+
+    if (colon == NULL || colon == listen || colon[1] == '\0') {
+        return BL_EBADREQ;
+    }
+    len = (size_t)(colon - listen);
+    if (listen[0] == '[' || len >= sizeof host) {
+        return BL_OK; /* IPv6 or a long name: no IPv4 literal */
+    }
+    memcpy(host, listen, len);
+    host[len] = '\0';
+    if (uv_ip4_addr(host, 0, &sa) != 0 || sa.sin_addr.s_addr == htonl(INADDR_ANY)) {
+        return BL_OK; /* a name, or every address */
+    }
+    c->src = sa;
+    c->has_src = true;
     return BL_OK;
 }
 
@@ -669,6 +699,27 @@ static void req_send(struct req *r)
 
 static void on_connect(uv_connect_t *creq, int status);
 
+/* Bind @tcp (a socket already of @dst's family) to the client's source
+ * address when there is one and @dst is IPv4. The port is left to connect()
+ * (IP_BIND_ADDRESS_NO_PORT), so a bound source does not use up ephemeral
+ * ports faster than an unbound one. Returns 0 or a libuv error. */
+static int bind_source(struct bl_http_client *c, uv_tcp_t *tcp, const struct sockaddr *dst)
+{
+    if (!c->has_src || dst->sa_family != AF_INET) {
+        return 0;
+    }
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    {
+        uv_os_fd_t fd;
+        int one = 1;
+        if (uv_fileno((uv_handle_t *)tcp, &fd) == 0) {
+            (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        }
+    }
+#endif
+    return uv_tcp_bind(tcp, (const struct sockaddr *)&c->src, 0);
+}
+
 /* Connect to the next address of @r; report BL_EUNAVAILABLE when none is left. */
 static void connect_next(struct req *r)
 {
@@ -690,7 +741,7 @@ static void connect_next(struct req *r)
         }
         k->c = c;
         k->state = CONN_CONNECTING;
-        rv = uv_tcp_init(c->loop, &k->tcp);
+        rv = uv_tcp_init_ex(c->loop, &k->tcp, sa->sa_family);
         if (rv != 0) {
             free(k->dest);
             free(k);
@@ -700,7 +751,10 @@ static void connect_next(struct req *r)
         k->req = r;
         r->conn = k;
         uv_tcp_nodelay(&k->tcp, 1);
-        rv = uv_tcp_connect(&k->connect, &k->tcp, sa, on_connect);
+        rv = bind_source(c, &k->tcp, sa);
+        if (rv == 0) {
+            rv = uv_tcp_connect(&k->connect, &k->tcp, sa, on_connect);
+        }
         if (rv == 0) {
             return;
         }

@@ -36,6 +36,16 @@ typedef void (*bl_http_client_cb)(void *arg, int status, const struct bl_http_re
 /* Create a client on @loop. */
 int bl_http_client_init(uv_loop_t *loop, struct bl_http_client **out);
 
+/* Make new connections to IPv4 destinations leave from the host of @listen
+ * ("HOST:PORT", e.g. this member's --listen-client) when that host is a
+ * specific IPv4 literal, so that traffic between members carries the
+ * member's own source address (a partition drawn by address then holds).
+ * For 0.0.0.0, a host name or an IPv6 literal nothing changes. Connections
+ * already in the pool keep their address. Returns BL_OK, or BL_EBADREQ
+ * (nothing changes) when @listen is not HOST:PORT. If the address cannot be
+ * bound later, those requests fail with BL_EUNAVAILABLE. */
+int bl_http_client_bind(struct bl_http_client *c, const char *listen);
+
 /* Close idle connections, fail pending requests with BL_ESHUTDOWN (their
  * callbacks run), and free @c once every handle is closed. */
 void bl_http_client_close(struct bl_http_client *c);

@@ -761,6 +761,19 @@ START_TEST(test_routing)
     ck_assert_uint_ge(ju(r.json, "term"), 1);
     req(&c, &r, "POST", "/v1/leader", "Content-Type: application/msgpack\r\n", "\x81\xa2to\x07", 5);
     expect_error(&r, 400, "bad_request");
+    /* to a learner: 400 saying so (regression: the reason was read from the
+     * member list after it was freed; ASan in CI caught it) */
+    req(&c, &r, "POST", "/v1/members", "Content-Type: application/json\r\n",
+        "{\"id\": 5, \"name\": \"l5\", \"peer_url\": \"127.0.0.1:2\", \"client_url\": "
+        "\"127.0.0.1:1\"}",
+        79);
+    ck_assert_msg(r.status == 201, "POST /v1/members: %d", r.status);
+    req(&c, &r, "POST", "/v1/leader", "Content-Type: application/json\r\n", "{\"to\": 5}", 9);
+    expect_error(&r, 400, "bad_request");
+    ck_assert_ptr_nonnull(
+        strstr(js(json_object_get(r.json, "error"), "message"), "is a learner, not a voter"));
+    req(&c, &r, "DELETE", "/v1/members/5", NULL, NULL, 0);
+    ck_assert_int_eq(r.status, 200);
     req(&c, &r, "GET", "/v1/leader", NULL, NULL, 0);
     expect_error(&r, 405, "bad_request");
     ck_assert_str_eq(hdr_req(&r, "Allow"), "POST");

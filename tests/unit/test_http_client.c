@@ -57,6 +57,7 @@ struct tsrv {
     unsigned accepted, requests, open;
     struct tconn *conns;
     size_t big_len;
+    char peer_ip[64]; /* source address of the last connection accepted */
     /* the last request */
     char method[16];
     char target[512];
@@ -344,6 +345,16 @@ static void srv_accept(uv_stream_t *l, int status)
     s->open++;
     ck_assert_int_eq(uv_accept(l, (uv_stream_t *)&t->tcp), 0);
     s->accepted++;
+    {
+        struct sockaddr_storage peer;
+        int plen = sizeof peer;
+        ck_assert_int_eq(uv_tcp_getpeername(&t->tcp, (struct sockaddr *)&peer, &plen), 0);
+        if (peer.ss_family == AF_INET) {
+            uv_ip4_name((struct sockaddr_in *)&peer, s->peer_ip, sizeof s->peer_ip);
+        } else {
+            uv_ip6_name((struct sockaddr_in6 *)&peer, s->peer_ip, sizeof s->peer_ip);
+        }
+    }
     http_parser_init(&t->parser, HTTP_REQUEST);
     t->parser.data = t;
     ck_assert_int_eq(uv_read_start((uv_stream_t *)&t->tcp, srv_alloc, srv_read), 0);
@@ -678,6 +689,36 @@ START_TEST(test_body_until_eof)
     ck_assert_uint_eq(srv.accepted, 2);
     result_free(&res);
     result_free(&res2);
+}
+END_TEST
+
+START_TEST(test_bind_source)
+{
+    struct result res = {0};
+    struct result res2 = {0};
+    struct result res3 = {0};
+
+    /* Every address (and a bad argument) changes nothing: 127.0.0.1. */
+    ck_assert_int_eq(bl_http_client_bind(client, "no-port"), BL_EBADREQ);
+    ck_assert_int_eq(bl_http_client_bind(client, "0.0.0.0:8379"), BL_OK);
+    srv.mode = M_EOF; /* each request on a connection of its own */
+    request_wait("GET", "/any", NULL, 0, &res);
+    ck_assert_int_eq(res.status, BL_OK);
+    ck_assert_str_eq(srv.peer_ip, "127.0.0.1");
+    /* A specific IPv4 address: new connections leave from it. */
+    ck_assert_int_eq(bl_http_client_bind(client, "127.0.0.2:8379"), BL_OK);
+    request_wait("GET", "/bound", NULL, 0, &res2);
+    ck_assert_int_eq(res2.status, BL_OK);
+    ck_assert_str_eq(srv.peer_ip, "127.0.0.2");
+    /* A keep-alive connection, bound the same way. */
+    srv.mode = M_ECHO;
+    request_wait("GET", "/again", NULL, 0, &res3);
+    ck_assert_int_eq(res3.status, BL_OK);
+    ck_assert_str_eq(srv.peer_ip, "127.0.0.2");
+    ck_assert_uint_eq(srv.accepted, 3);
+    result_free(&res);
+    result_free(&res2);
+    result_free(&res3);
 }
 END_TEST
 
@@ -1056,6 +1097,7 @@ static Suite *http_client_suite(void)
     tcase_add_test(tc, test_big_bodies);
     tcase_add_test(tc, test_chunked);
     tcase_add_test(tc, test_body_until_eof);
+    tcase_add_test(tc, test_bind_source);
     tcase_add_test(tc, test_split_and_interim);
     tcase_add_test(tc, test_keep_alive_reuse);
     tcase_add_test(tc, test_server_closes_idle);
