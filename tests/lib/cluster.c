@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <arpa/inet.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -62,9 +63,13 @@ extern char **environ;
 #define MAX_LIVE_CLUSTERS 16
 /* Name of the marker tc_cluster_stop() leaves in a directory it keeps. */
 #define STOPPED_MARKER "STOPPED"
+/* Prefix of the marker "nft-<pid>" that an own-address cluster leaves in the
+ * fixture directory: the teardown deletes that pid's nftables table. */
+#define NFT_MARKER "nft-"
 
 static char fixture_dir[TC_PATH_MAX];
 static struct tc_cluster *live_clusters[MAX_LIVE_CLUSTERS];
+static int own_clusters; /* own-address clusters started by this process */
 
 /* --- Utilities ------------------------------------------------------------- */
 
@@ -265,8 +270,9 @@ static pid_t spawn(char *const argv[], char *const *extra_env, int out_fd, int e
         sigprocmask(SIG_SETMASK, &old, NULL);
         return pid;
     }
-    /* Child: only async-signal-safe work and plain memory from here on (the
-     * test process is single-threaded, so malloc is safe too). */
+    /* Child: only async-signal-safe work and plain memory from here on
+     * (malloc is safe too: glibc's fork() leaves it usable in the child even
+     * when the test runs threads of its own, e.g. a delay proxy). */
     {
         sigset_t none;
         size_t n = 0, k = 0;
@@ -330,7 +336,8 @@ static const char *binary(const char *var)
     return path;
 }
 
-void tc_free_ports(uint16_t *ports, int n)
+/* tc_free_ports() on IPv4 address @ip (network order). */
+static void free_ports_on(uint32_t ip, uint16_t *ports, int n)
 {
     int fds[64];
 
@@ -341,7 +348,7 @@ void tc_free_ports(uint16_t *ports, int n)
 
         memset(&sa, 0, sizeof sa);
         sa.sin_family = AF_INET;
-        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_addr.s_addr = ip;
         sa.sin_port = 0;
         fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         ck_assert_msg(fds[i] >= 0, "tc: socket: %s", strerror(errno));
@@ -353,6 +360,47 @@ void tc_free_ports(uint16_t *ports, int n)
     }
     for (int i = 0; i < n; i++) {
         close(fds[i]);
+    }
+}
+
+void tc_free_ports(uint16_t *ports, int n)
+{
+    free_ports_on(htonl(INADDR_LOOPBACK), ports, n);
+}
+
+/* Member @i's address into m->ip: 127.0.0.1, or with own_addresses
+ * 127.A.B.(ip_base + i), A.B from the pid (A is never 0, so 127.0.0.x is
+ * never used). */
+static void member_ip(struct tc_cluster *c, int i)
+{
+    struct tc_member *m = &c->members[i];
+    if (!c->own_addresses) {
+        snprintf(m->ip, sizeof m->ip, "127.0.0.1");
+        return;
+    }
+    unsigned pid = (unsigned)getpid();
+    snprintf(m->ip, sizeof m->ip, "127.%u.%u.%d", 1 + (pid >> 8) % 254, pid & 0xffu,
+             c->ip_base + i);
+}
+
+/* Fill member @i's ip, client_addr, peer_addr and (with @proxy) proxy_addr
+ * with free ports on its address. */
+static void member_addresses(struct tc_cluster *c, int i, bool proxy)
+{
+    struct tc_member *m = &c->members[i];
+    struct in_addr ip;
+    uint16_t ports[3];
+    char host[sizeof m->ip];
+
+    member_ip(c, i);
+    memcpy(host, m->ip, sizeof host);
+    ck_assert_msg(inet_pton(AF_INET, host, &ip) == 1, "tc: bad address %s", host);
+    free_ports_on(ip.s_addr, ports, proxy ? 3 : 2);
+    snprintf(m->client_addr, sizeof m->client_addr, "%s:%u", host, (unsigned)ports[0]);
+    snprintf(m->peer_addr, sizeof m->peer_addr, "%s:%u", host, (unsigned)ports[1]);
+    m->proxy_addr[0] = '\0';
+    if (proxy) {
+        snprintf(m->proxy_addr, sizeof m->proxy_addr, "%s:%u", host, (unsigned)ports[2]);
     }
 }
 
@@ -392,6 +440,10 @@ static void member_start(struct tc_cluster *c, int i)
     } else {
         argv[k++] = "--initial-cluster";
         argv[k++] = c->initial_cluster;
+        if (m->proxy_addr[0] != '\0') {
+            argv[k++] = "--advertise-peer";
+            argv[k++] = m->proxy_addr;
+        }
     }
     for (int e = 0; c->extra[e] != NULL; e++) {
         argv[k++] = (char *)c->extra[e];
@@ -441,8 +493,31 @@ struct tc_cluster *tc_cluster_start(int n)
 
 struct tc_cluster *tc_cluster_start_args(int n, const char *const *extra)
 {
+    struct tc_cluster_opts o = {.n = n, .extra = extra};
+    return tc_cluster_start_opts(&o);
+}
+
+/* Leave the marker that makes the fixture teardown delete this process's
+ * nftables table (the test process may die before it can). */
+static void note_nft_table(void)
+{
+    char path[TC_PATH_MAX + 64];
+    int fd;
+    if (fixture_dir[0] == '\0') {
+        return;
+    }
+    snprintf(path, sizeof path, "%s/%s%d", fixture_dir, NFT_MARKER, (int)getpid());
+    fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    ck_assert_msg(fd >= 0, "tc: create %s: %s", path, strerror(errno));
+    close(fd);
+}
+
+struct tc_cluster *tc_cluster_start_opts(const struct tc_cluster_opts *opts)
+{
     struct tc_cluster *c;
-    uint16_t ports[2 * TC_MAX_MEMBERS];
+    const char *const *extra = opts->extra;
+    int n = opts->n;
+    bool own = opts->own_addresses || opts->peer_proxy;
     size_t used = 0;
 
     ck_assert_msg(n >= 1 && n <= TC_MAX_MEMBERS, "tc: bad cluster size %d", n);
@@ -450,6 +525,12 @@ struct tc_cluster *tc_cluster_start_args(int n, const char *const *extra)
     c = calloc(1, sizeof *c);
     ck_assert_msg(c != NULL, "tc: out of memory");
     c->n = n;
+    if (own) {
+        /* Last octets 10..249: 30 clusters of up to 8 members, then reuse. */
+        c->own_addresses = true;
+        c->ip_base = 10 + 8 * (own_clusters++ % 30);
+        note_nft_table();
+    }
     for (int e = 0; extra != NULL && extra[e] != NULL; e++) {
         ck_assert_msg(e < TC_MAX_EXTRA, "tc: more than %d extra flags", TC_MAX_EXTRA);
         c->extra[e] = extra[e];
@@ -459,8 +540,6 @@ struct tc_cluster *tc_cluster_start_args(int n, const char *const *extra)
     } else {
         make_temp_dir(c->dir, sizeof c->dir, tmp_base(), "ballast-tc-");
     }
-    tc_free_ports(ports, 2 * n);
-
     for (int i = 0; i < n; i++) {
         struct tc_member *m = &c->members[i];
         char dir[TC_PATH_MAX];
@@ -468,8 +547,7 @@ struct tc_cluster *tc_cluster_start_args(int n, const char *const *extra)
         m->id = (uint64_t)i + 1;
         m->last_status = -1;
         snprintf(m->name, sizeof m->name, "member-%d", i + 1);
-        snprintf(m->client_addr, sizeof m->client_addr, "127.0.0.1:%u", (unsigned)ports[2 * i]);
-        snprintf(m->peer_addr, sizeof m->peer_addr, "127.0.0.1:%u", (unsigned)ports[2 * i + 1]);
+        member_addresses(c, i, opts->peer_proxy);
         ck_assert_msg((size_t)snprintf(m->data_dir, sizeof m->data_dir, "%s/member-%d", dir,
                                        i + 1) < sizeof m->data_dir,
                       "tc: path too long");
@@ -478,9 +556,9 @@ struct tc_cluster *tc_cluster_start_args(int n, const char *const *extra)
                       "tc: path too long");
         ck_assert_msg(mkdir(m->data_dir, 0755) == 0, "tc: mkdir %s: %s", m->data_dir,
                       strerror(errno));
-        used +=
-            (size_t)snprintf(c->initial_cluster + used, sizeof c->initial_cluster - used,
-                             "%s%llu=%s", i ? "," : "", (unsigned long long)m->id, m->peer_addr);
+        used += (size_t)snprintf(c->initial_cluster + used, sizeof c->initial_cluster - used,
+                                 "%s%llu=%s", i ? "," : "", (unsigned long long)m->id,
+                                 m->proxy_addr[0] != '\0' ? m->proxy_addr : m->peer_addr);
     }
     registry_add(c);
     for (int i = 0; i < n; i++) {
@@ -514,7 +592,12 @@ void tc_member_set(struct tc_cluster *c, int i, const char *client_addr, const c
     struct tc_member *m = &c->members[i];
     m->custom = true;
     if (client_addr != NULL) {
+        const char *colon = strrchr(client_addr, ':');
         snprintf(m->client_addr, sizeof m->client_addr, "%s", client_addr);
+        if (colon != NULL && client_addr[0] != '[' &&
+            (size_t)(colon - client_addr) < sizeof m->ip) {
+            snprintf(m->ip, sizeof m->ip, "%.*s", (int)(colon - client_addr), client_addr);
+        }
     }
     if (peer_addr != NULL) {
         snprintf(m->peer_addr, sizeof m->peer_addr, "%s", peer_addr);
@@ -528,15 +611,12 @@ int tc_member_add(struct tc_cluster *c, const char *client_addr, const char *pee
 {
     int i = c->n;
     struct tc_member *m = &c->members[i];
-    uint16_t ports[2];
 
     ck_assert_msg(i < TC_MAX_MEMBERS, "tc: more than %d members", TC_MAX_MEMBERS);
-    tc_free_ports(ports, 2);
     m->id = (uint64_t)i + 1;
     m->last_status = -1;
     snprintf(m->name, sizeof m->name, "member-%d", i + 1);
-    snprintf(m->client_addr, sizeof m->client_addr, "127.0.0.1:%u", (unsigned)ports[0]);
-    snprintf(m->peer_addr, sizeof m->peer_addr, "127.0.0.1:%u", (unsigned)ports[1]);
+    member_addresses(c, i, false);
     ck_assert_msg((size_t)snprintf(m->data_dir, sizeof m->data_dir, "%s/member-%d", c->dir, i + 1) <
                       sizeof m->data_dir,
                   "tc: path too long");
@@ -821,6 +901,79 @@ static bool report_cluster_dir(const char *dir)
     return true;
 }
 
+/* Run `nft ARGS` with its output thrown away; its exit status, or -1 when
+ * nft cannot be run or takes longer than 10 s. */
+static int run_nft(char *const *args)
+{
+    static const char *const PATHS[] = {"/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"};
+    char *argv[8];
+    int k = 0, null, st = -1;
+    pid_t pid;
+
+    for (size_t p = 0; p < sizeof PATHS / sizeof PATHS[0] && k == 0; p++) {
+        if (access(PATHS[p], X_OK) == 0) {
+            argv[k++] = (char *)PATHS[p];
+        }
+    }
+    if (k == 0) {
+        return -1; /* no nftables here: nothing can be left */
+    }
+    for (int a = 0; args[a] != NULL && k < 7; a++) {
+        argv[k++] = args[a];
+    }
+    argv[k] = NULL;
+    null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (null < 0) {
+        return -1;
+    }
+    pid = spawn(argv, NULL, null, null);
+    close(null);
+    if (pid < 0) {
+        return -1;
+    }
+    if (reap(pid, 10000, &st) != 0) {
+        kill(pid, SIGKILL);
+        reap(pid, 5000, &st);
+        return -1;
+    }
+    return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* For each marker nft-<pid> in the fixture directory: delete the table
+ * inet TC_NFT_TABLE_PREFIX<pid> if it is still there (the test process died
+ * or forgot it), then the marker. */
+static void remove_nft_tables(void)
+{
+    DIR *d = opendir(fixture_dir);
+    struct dirent *e;
+
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        char table[64], path[TC_PATH_MAX + 300];
+        char *end;
+        long pid;
+
+        if (strncmp(e->d_name, NFT_MARKER, strlen(NFT_MARKER)) != 0) {
+            continue;
+        }
+        pid = strtol(e->d_name + strlen(NFT_MARKER), &end, 10);
+        snprintf(path, sizeof path, "%s/%s", fixture_dir, e->d_name);
+        if (*end == '\0' && pid > 0) {
+            char *list[] = {"list", "table", "inet", table, NULL};
+            char *del[] = {"delete", "table", "inet", table, NULL};
+            snprintf(table, sizeof table, "%s%ld", TC_NFT_TABLE_PREFIX, pid);
+            if (run_nft(list) == 0) {
+                int rv = run_nft(del);
+                fprintf(stderr, "tc: nftables table inet %s was left behind: %s\n", table,
+                        rv == 0 ? "deleted it" : "could NOT delete it");
+            }
+        }
+        unlink(path);
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+}
+
 void tc_fixture_teardown(void)
 {
     bool failed = false;
@@ -845,6 +998,7 @@ void tc_fixture_teardown(void)
     if (fixture_dir[0] == '\0') {
         return;
     }
+    remove_nft_tables();
     d = opendir(fixture_dir);
     while (d != NULL && (e = readdir(d)) != NULL) {
         char path[TC_PATH_MAX + 300];

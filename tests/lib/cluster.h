@@ -73,8 +73,10 @@ int tc_main(const char *prog, Suite *(*make_suite)(void));
 struct tc_member {
     uint64_t id;
     char name[32];
-    char client_addr[48];       /* 127.0.0.1:PORT, for tc_http() */
-    char peer_addr[48];         /* 127.0.0.1:PORT */
+    char ip[16];                /* the address it listens on: 127.0.0.1, or its own */
+    char client_addr[48];       /* IP:PORT, for tc_http() */
+    char peer_addr[48];         /* IP:PORT it listens on for Raft */
+    char proxy_addr[48];        /* IP:PORT it advertises instead (peer_proxy), or "" */
     char data_dir[TC_PATH_MAX]; /* DIR/member-N */
     char log_path[TC_PATH_MAX]; /* DIR/member-N.log */
     pid_t pid;                  /* the running process, or 0 */
@@ -92,6 +94,8 @@ struct tc_member {
 /* A cluster started by tc_cluster_start(); owned by the test. */
 struct tc_cluster {
     int n;
+    bool own_addresses; /* members listen on 127.A.B.C of their own */
+    int ip_base;        /* with own_addresses: member i's last octet is ip_base + i */
     const char *extra[TC_MAX_EXTRA + 1]; /* extra ballastd flags, NULL-terminated */
     char dir[TC_PATH_MAX];
     char initial_cluster[TC_MAX_MEMBERS * 32];
@@ -118,6 +122,39 @@ struct tc_cluster *tc_cluster_start(int n);
  * TC_MAX_EXTRA strings, which must outlive the cluster) appended to every
  * member's command line, e.g. {"--snapshot-threshold", "64", NULL}. */
 struct tc_cluster *tc_cluster_start_args(int n, const char *const *extra);
+
+/* The name prefix of the nftables tables a test process makes (in family
+ * inet): TC_NFT_TABLE_PREFIX followed by the pid, e.g. ballast_nem_4242
+ * (tests/nemesis/netfault.c makes them). */
+#define TC_NFT_TABLE_PREFIX "ballast_nem_"
+
+/* Options of tc_cluster_start_opts(). */
+struct tc_cluster_opts {
+    int n;                    /* founding members, 1..TC_MAX_MEMBERS */
+    const char *const *extra; /* as for tc_cluster_start_args(), or NULL */
+    /* Member i listens (client and peer) on an address of its own,
+     * 127.A.B.C: A.B come from the pid of the test process and C from a
+     * per-process cluster counter and i, so two test processes running at
+     * once never share an address and firewall rules can tell members
+     * apart. Outgoing peer and relay connections leave from that address
+     * too (ballastd binds them to the host of its listen addresses). The
+     * test's own HTTP requests still come from 127.0.0.1. The fixture
+     * teardown then also deletes the nftables table
+     * TC_NFT_TABLE_PREFIX<pid> of the test process if it is left. */
+    bool own_addresses;
+    /* Implies own_addresses. Each member also gets proxy_addr (its own IP,
+     * another free port), which it advertises (--advertise-peer) and which
+     * --initial-cluster lists, so every peer connection to it goes through
+     * whatever the test runs there: start a forwarder from proxy_addr to
+     * peer_addr (tests/nemesis/delayproxy.h) right after the start, or no
+     * member will hear from any other. */
+    bool peer_proxy;
+};
+
+/* Start a cluster as tc_cluster_start_args() does, with @opts. Members added
+ * later with tc_member_add() and NULL addresses get their own address too
+ * (but no proxy). */
+struct tc_cluster *tc_cluster_start_opts(const struct tc_cluster_opts *opts);
 
 /* Stop every running member: SIGTERM to all, wait up to 10 s each, then
  * SIGKILL. Fails the test if a member exits non-zero or dies of a signal
