@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential autoconf automake libtool pkg-config
   libraft-dev libuv1-dev liblmdb-dev libmsgpack-dev libjansson-dev libhttp-parser-dev
-  check clang-format cppcheck valgrind curl nftables iproute2
+  check clang-format cppcheck valgrind curl nftables iproute2 faketime
 )
 
 missing=()

@@ -38,6 +38,7 @@ struct workload {
     struct workload_opts o;
     char *endpoints, *prefix;
     atomic_bool stop;
+    atomic_int unrecorded; /* ops a client could not record */
     pthread_mutex_t mu;
     uint32_t *active; /* o.keys active key ids */
     int *count;       /* ops handed out on each active key */
@@ -126,12 +127,23 @@ static int64_t parse_value(const char *s, size_t len)
     return (int64_t)v;
 }
 
+/* A write's outcome from libballast's answer. Refusals the server gives
+ * before proposing (400 bad request, 413 too large, 507 no space: ballastd
+ * answers 507 only from its admission check; a failure after the entry
+ * was proposed is a 504 "outcome unknown") are definite failures; anything
+ * else that is not OK may or may not have taken effect. */
 static int write_status(int rv)
 {
-    if (rv == BALLAST_OK) {
+    switch (rv) {
+    case BALLAST_OK:
         return HIST_OK;
+    case BALLAST_EBADARG:
+    case BALLAST_ETOOLARGE:
+    case BALLAST_ENOSPACE:
+        return HIST_FAIL;
+    default:
+        return HIST_UNKNOWN;
     }
-    return rv == BALLAST_EBADARG ? HIST_FAIL : HIST_UNKNOWN;
 }
 
 static void do_read(struct wl_client *c, const char *key, size_t klen, struct hist_op *op)
@@ -231,9 +243,11 @@ static void *client_main(void *arg)
         } else {
             do_cas(c, key, (size_t)kl, &op);
         }
-        /* an op that cannot be recorded is lost to the checker: that only
-         * weakens it (out of memory in a test is fatal elsewhere anyway) */
-        (void)hist_add(&c->h, &op);
+        /* an op that cannot be recorded makes the history incomplete:
+         * counted, and workload_stop() reports it */
+        if (hist_add(&c->h, &op) != 0) {
+            atomic_fetch_add(&w->unrecorded, 1);
+        }
         sleep_ms(PAUSE_MIN_MS + (int)(rnd(&c->rng) % (PAUSE_MAX_MS - PAUSE_MIN_MS + 1)));
     }
     return NULL;
@@ -303,7 +317,7 @@ int workload_start(const struct workload_opts *o, struct workload **out)
 {
     struct workload *w;
     struct ballast_options bo = {0};
-    uint64_t seed = (uint64_t)now_ns();
+    uint64_t seed;
 
     *out = NULL;
     if (o == NULL || o->endpoints == NULL || o->prefix == NULL || o->clients < 1 || o->keys < 1 ||
@@ -316,6 +330,8 @@ int workload_start(const struct workload_opts *o, struct workload **out)
     }
     pthread_mutex_init(&w->mu, NULL);
     atomic_init(&w->stop, false);
+    atomic_init(&w->unrecorded, 0);
+    seed = o->seed != 0 ? o->seed : (uint64_t)now_ns();
     w->o = *o;
     w->endpoints = strdup(o->endpoints);
     w->prefix = strdup(o->prefix);
@@ -369,18 +385,24 @@ int workload_start(const struct workload_opts *o, struct workload **out)
     return 0;
 }
 
-void workload_stop(struct workload *w, struct history *out)
+int workload_stop(struct workload *w, struct history *out)
 {
+    int rv;
+
     if (w == NULL) {
-        return;
+        return 0;
     }
     join_all(w);
+    rv = atomic_load(&w->unrecorded) == 0 ? 0 : -1;
     if (out != NULL) {
         for (int i = 0; i < w->o.clients; i++) {
             for (size_t j = 0; j < w->clients[i].h.n; j++) {
-                (void)hist_add(out, &w->clients[i].h.ops[j]);
+                if (hist_add(out, &w->clients[i].h.ops[j]) != 0) {
+                    rv = -1;
+                }
             }
         }
     }
     free_workload(w);
+    return rv;
 }

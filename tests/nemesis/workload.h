@@ -41,6 +41,9 @@ struct workload_opts {
     int ops_per_key;        /* retire a key after this many ops, e.g. 150 */
     const char *prefix;     /* key names: <prefix><key id> */
     unsigned op_timeout_ms; /* the clients' request_timeout_ms, e.g. 2000 */
+    uint64_t seed;          /* the clients' choices of key, op and pause; 0: from the clock.
+                               The same seed replays the same choices (the timing, so
+                               the interleaving, is the machine's) */
 };
 
 struct workload;
@@ -52,7 +55,9 @@ int workload_start(const struct workload_opts *o, struct workload **out);
 
 /* Stop the threads (each finishes the op it is in: at most about
  * op_timeout_ms), append every op they recorded to @out (may be NULL),
- * grouped by client, and free @w. */
-void workload_stop(struct workload *w, struct history *out);
+ * grouped by client, and free @w. Returns 0, or -1 when an op could not be
+ * recorded (out of memory, in a client or here): the history is incomplete
+ * then and must not be judged. */
+int workload_stop(struct workload *w, struct history *out);
 
 #endif /* BALLAST_TESTS_WORKLOAD_H */
