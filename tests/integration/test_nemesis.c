@@ -69,7 +69,7 @@
 #define NEM_KEYS         4
 #define NEM_OPS_PER_KEY  150
 #define NEM_PREFIX       "nem/"
-#define CHECK_MAX_MS     40000
+#define CHECK_MAX_MS     40000 /* the checker's wall-time budget, plus 100 ms per second run */
 
 /* --- helpers ------------------------------------------------------------------ */
 
@@ -887,7 +887,8 @@ static void run_profile(const struct profile *p)
     struct workload *w;
     struct watcher *watchers[2];
     struct history h;
-    struct lincheck_opts lo = {.max_states = 1u << 22, .max_ms = CHECK_MAX_MS};
+    struct lincheck_opts lo = {.max_states = 1u << 22,
+                               .max_ms = CHECK_MAX_MS + (int64_t)p->run_s * 100};
     struct lincheck_result lr;
     struct ballast_client *cl;
     char eps[1024], hist_path[TC_PATH_MAX + 32] = "(not written)", err[256];
