@@ -108,23 +108,6 @@ static int find_leader(struct tc_cluster *c)
     return -1;
 }
 
-/* Parse a stored value as the workload does: -1 when it is not a positive
- * decimal int64 (no op writes that). */
-static int64_t parse_value(const uint8_t *s, size_t len)
-{
-    char buf[32], *end;
-    long long v;
-
-    if (len == 0 || len >= sizeof buf) {
-        return -1;
-    }
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    errno = 0;
-    v = strtoll(buf, &end, 10);
-    return errno != 0 || *end != '\0' || v <= 0 ? -1 : (int64_t)v;
-}
-
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -823,6 +806,7 @@ static void run_nemesis(struct nemesis *n, int64_t t_end_ms)
         tc_sleep_ms((int)(t_end_ms - tc_now_ms() < 100 ? t_end_ms - tc_now_ms() : 100));
     }
 }
+
 /* --- one run: cluster, workload, watchers, nemesis, checks ---------------------------- */
 
 /* FNV-1a of member @i's whole key space, read (serializable, so the member's
@@ -1019,7 +1003,7 @@ static void run_profile(const struct profile *p)
         ck_assert_msg(rv == BALLAST_OK || rv == BALLAST_ENOTFOUND, "final read of %s: %s: %s", key,
                       ballast_strerror(rv), ballast_errmsg(cl));
         op.status = HIST_OK;
-        op.out = rv == BALLAST_OK ? parse_value((const uint8_t *)kv->value, kv->value_len) : 0;
+        op.out = rv == BALLAST_OK ? hist_parse_value(kv->value, kv->value_len) : 0;
         ballast_kv_free(kv);
         final[k] = op.out;
         ck_assert_int_eq(hist_add(&h, &op), 0);
@@ -1047,8 +1031,9 @@ static void run_profile(const struct profile *p)
             struct tc_kv kv;
             int64_t v;
             snprintf(key, sizeof key, NEM_PREFIX "%" PRIu32, keys[k]);
-            v = tc_get(c, i, key, "serializable", &kv) == 200 ? parse_value(kv.value, kv.value_len)
-                                                              : 0;
+            v = tc_get(c, i, key, "serializable", &kv) == 200
+                    ? hist_parse_value(kv.value, kv.value_len)
+                    : 0;
             tc_kv_free(&kv);
             if (v != final[k]) {
                 fprintf(stderr,

@@ -214,3 +214,18 @@ int hist_read(struct history *h, const char *path)
     }
     return 0;
 }
+
+int64_t hist_parse_value(const void *s, size_t len)
+{
+    char buf[32], *end;
+    long long v;
+
+    if (s == NULL || len == 0 || len >= sizeof buf) {
+        return -1;
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    errno = 0;
+    v = strtoll(buf, &end, 10);
+    return errno != 0 || *end != '\0' || v <= 0 ? -1 : (int64_t)v;
+}

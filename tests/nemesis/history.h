@@ -56,6 +56,11 @@ int hist_add(struct history *h, const struct hist_op *op);
  * with errno set / a parse error). */
 int hist_write(const struct history *h, const char *path);
 int hist_read(struct history *h, const char *path);
+/* A register value as the workload stores it (a positive decimal int64,
+ * e.g. "3000000042"), or -1 when the @len bytes at @s are not one: no op
+ * writes -1, so a checker reading it reports the value as invented. */
+int64_t hist_parse_value(const void *s, size_t len);
+
 /* One op as such a line into @buf (NUL-terminated, truncated to @len). */
 void hist_format(const struct hist_op *op, char *buf, size_t len);
 

@@ -62,22 +62,6 @@ static void sleep_ms(int ms)
     }
 }
 
-/* A value as the workload writes it (a positive decimal int64), or -1. */
-static int64_t parse_value(const char *s, size_t len)
-{
-    char buf[32], *end;
-    long long v;
-
-    if (s == NULL || len == 0 || len >= sizeof buf) {
-        return -1;
-    }
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    errno = 0;
-    v = strtoll(buf, &end, 10);
-    return errno != 0 || *end != '\0' || v <= 0 ? -1 : (int64_t)v;
-}
-
 static int events_add(struct wc_events *e, const struct wc_event *x)
 {
     if (e->n == e->cap) {
@@ -114,7 +98,7 @@ static void record(struct watcher *w, const struct ballast_event *ev)
         }
     }
     if (ev->type == BALLAST_EVENT_PUT) {
-        x.value = parse_value(ev->kv.value, ev->kv.value_len);
+        x.value = hist_parse_value(ev->kv.value, ev->kv.value_len);
     }
     pthread_mutex_lock(&w->mu);
     if (events_add(&w->ev, &x) != 0 && w->error == 0) {

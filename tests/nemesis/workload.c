@@ -107,26 +107,6 @@ static int64_t *last_read_slot(struct wl_client *c, uint32_t key)
     return &c->last_read[key];
 }
 
-/* Parse a stored value; -1 (a value no op ever writes, which the checker
- * then flags) when it is not a decimal int64. */
-static int64_t parse_value(const char *s, size_t len)
-{
-    char buf[32], *end;
-    long long v;
-
-    if (len == 0 || len >= sizeof buf) {
-        return -1;
-    }
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    errno = 0;
-    v = strtoll(buf, &end, 10);
-    if (errno != 0 || *end != '\0' || v <= 0) {
-        return -1;
-    }
-    return (int64_t)v;
-}
-
 /* A write's outcome from libballast's answer. Refusals the server gives
  * before proposing (400 bad request, 413 too large, 507 no space: ballastd
  * answers 507 only from its admission check; a failure after the entry
@@ -157,7 +137,7 @@ static void do_read(struct wl_client *c, const char *key, size_t klen, struct hi
     op->complete_ns = now_ns();
     if (rv == BALLAST_OK) {
         op->status = HIST_OK;
-        op->out = parse_value(kv->value, kv->value_len);
+        op->out = hist_parse_value(kv->value, kv->value_len);
     } else if (rv == BALLAST_ENOTFOUND) {
         op->status = HIST_OK;
         op->out = 0;
