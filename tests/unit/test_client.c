@@ -1463,6 +1463,31 @@ START_TEST(test_504_once_then_200)
 }
 END_TEST
 
+/* A 507 is the server's admission check refusing *this* attempt: final and
+ * definite on a first attempt, but after an attempt whose answer was lost
+ * (which may still commit) the outcome is unknown: BALLAST_ETIMEOUT. */
+START_TEST(test_507_after_lost_answer_is_unknown)
+{
+    struct fsrv *s = srv_start();
+    struct blob e507 = err_resp(507, "", "no_space", "less than 80 MiB free");
+    srv_push(s, ACT_REPLY, blob_dup(e507.p, e507.n));
+    srv_push(s, ACT_CLOSE, raw_resp(""));
+    srv_push(s, ACT_REPLY, e507);
+    struct ballast_client *c = client_for(NULL, 1, s);
+    struct ballast_put_result r;
+
+    ck_assert_int_eq(ballast_put(c, "k", 1, "v", 1, NULL, &r), BALLAST_ENOSPACE);
+    ck_assert_str_eq(ballast_errmsg(c), "less than 80 MiB free");
+    ck_assert_uint_eq(srv_nrecs(s), 1);
+
+    ck_assert_int_eq(ballast_put(c, "k", 1, "v", 1, NULL, &r), BALLAST_ETIMEOUT);
+    ck_assert_ptr_nonnull(strstr(ballast_errmsg(c), "outcome unknown"));
+    ck_assert_ptr_nonnull(strstr(ballast_errmsg(c), "less than 80 MiB free"));
+    ck_assert_uint_eq(srv_nrecs(s), 3);
+    ck_assert_str_eq(srv_rec(s, 1)->id, srv_rec(s, 2)->id);
+}
+END_TEST
+
 /* A member that accepts and never answers is left after attempt_timeout_ms. */
 START_TEST(test_hung_endpoint_abandoned_after_attempt_timeout)
 {
@@ -3182,6 +3207,7 @@ static Suite *client_suite(void)
     tcase_add_test(tc, test_separate_writes_carry_different_ids);
     tcase_add_test(tc, test_no_retry_unsent_writes);
     tcase_add_test(tc, test_504_once_then_200);
+    tcase_add_test(tc, test_507_after_lost_answer_is_unknown);
     tcase_add_test(tc, test_hung_endpoint_abandoned_after_attempt_timeout);
     tcase_add_test(tc, test_request_timeout_bounds_call);
     tcase_add_test(tc, test_stale_keepalive_reopened);
