@@ -98,7 +98,7 @@ struct bl_member {
     uv_loop_t *loop;
     struct raft raft;
     struct raft_io io;
-    /* The uv backend's append, when a raft-append crash point wraps it. */
+    /* The uv backend's append, which wrapped_append() calls. */
     int (*uv_append)(struct raft_io *io, struct raft_io_append *req,
                      const struct raft_entry entries[], unsigned n, raft_io_append_cb cb);
     struct raft_uv_transport transport;
@@ -114,6 +114,10 @@ struct bl_member {
     bool disk_full; /* the last BL_ENOSPACE came from the disk, not the quota */
     void (*stop_cb)(void *arg);
     void *stop_arg;
+    void (*fatal_cb)(void *arg, const char *why);
+    void *fatal_arg;
+    bool fatal_reported;
+    int append_failed; /* the first failed log append's raft code, or 0 */
     uv_timer_t watch;
 
     uint64_t id;
@@ -1044,6 +1048,25 @@ static void watch_cb(uv_timer_t *t)
         m->last_state = state;
         m->last_leader = leader;
     }
+    if ((state == RAFT_UNAVAILABLE || m->append_failed != 0) && !m->closing && !m->fatal_reported) {
+        /* canonical/raft turns unavailable for good after an error it
+         * cannot go on from (an entry could not be applied: e.g. the disk
+         * filled up under the store), and a failed log append leaves a
+         * follower that never appends again. Neither recovers by itself,
+         * so say so once; ballastd exits on it. */
+        char why[300];
+        if (m->append_failed != 0) {
+            snprintf(why, sizeof why, "a log append failed: %s (%s)",
+                     raft_strerror(m->append_failed), raft_errmsg(&m->raft));
+        } else {
+            snprintf(why, sizeof why, "%s", raft_errmsg(&m->raft));
+        }
+        m->fatal_reported = true;
+        BL_ERROR("member %" PRIu64 ": raft stopped working: %s", m->id, why);
+        if (m->fatal_cb != NULL) {
+            m->fatal_cb(m->fatal_arg, why);
+        }
+    }
     if (m->restored && m->raft.log.snapshot.last_index > 0) {
         char path[4200];
         snprintf(path, sizeof path, "%s/restored", m->data_dir);
@@ -1504,6 +1527,12 @@ void bl_member_on_stop(struct bl_member *m, void (*cb)(void *arg), void *arg)
     m->stop_arg = arg;
 }
 
+void bl_member_on_fatal(struct bl_member *m, void (*cb)(void *arg, const char *why), void *arg)
+{
+    m->fatal_cb = cb;
+    m->fatal_arg = arg;
+}
+
 bool bl_member_disk_full(struct bl_member *m)
 {
     return m->disk_full;
@@ -1622,50 +1651,73 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
     return 0;
 }
 
-/* ---- crash points around the log append ------------------------------------------------- */
+/* ---- the log append: failures and crash points -------------------------------------------- */
 
-/* Installed only when BALLAST_CRASH_AT names a raft-append point (see
- * crashpoint.h): the uv backend's append runs on a request of ours, and its
- * completion crashes (or not) before raft's callback sees the entries
- * durable. */
-struct crash_append {
+/* Every append of the uv backend runs on a request of ours, so that the
+ * member sees its outcome before raft does:
+ *   - a failed append (ENOSPC when a new segment cannot be allocated, an
+ *     I/O error) is recorded; canonical/raft 0.15 does not recover from it
+ *     (a follower stays a follower that never appends again, even once
+ *     space is back: reproduced by test-nemesis
+ *     full_disk_follower_exits_and_recovers), so watch_cb() reports it as
+ *     fatal, as it does raft turning unavailable;
+ *   - the raft-append crash points (crashpoint.h) abort before the append
+ *     and after it completed, before raft sees the entries durable. */
+struct append_wrap {
     struct raft_io_append req; /* what the uv backend sees */
     struct raft_io_append *orig;
     raft_io_append_cb cb;
+    struct bl_member *m;
 };
 
-static void crash_append_cb(struct raft_io_append *req, int status)
+static void note_append_failure(struct bl_member *m, int status)
 {
-    struct crash_append *ca = req->data;
-    struct raft_io_append *orig = ca->orig;
-    raft_io_append_cb cb = ca->cb;
-    free(ca);
+    if (m->append_failed == 0) {
+        m->append_failed = status;
+    }
+}
+
+static void wrapped_append_cb(struct raft_io_append *req, int status)
+{
+    struct append_wrap *w = req->data;
+    struct raft_io_append *orig = w->orig;
+    raft_io_append_cb cb = w->cb;
+    struct bl_member *m = w->m;
+
+    free(w);
     if (status == 0) {
         BL_CRASH_POINT(BL_CRASH_RAFT_APPEND_AFTER);
+    } else if (status != RAFT_CANCELED) {
+        note_append_failure(m, status);
     }
     cb(orig, status);
 }
 
-static int crash_append(struct raft_io *io, struct raft_io_append *req,
-                        const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
+static int wrapped_append(struct raft_io *io, struct raft_io_append *req,
+                          const struct raft_entry entries[], unsigned n, raft_io_append_cb cb)
 {
     struct raft *r = io->data; /* raft_init points io->data at the raft */
     struct bl_member *m = r->data;
-    struct crash_append *ca;
+    struct append_wrap *w;
     int rv;
 
     BL_CRASH_POINT(BL_CRASH_RAFT_APPEND_BEFORE);
-    ca = calloc(1, sizeof *ca);
-    if (ca == NULL) {
+    w = malloc(sizeof *w);
+    if (w == NULL) {
         return RAFT_NOMEM;
     }
-    ca->req.data = ca;
-    ca->orig = req;
-    ca->cb = cb;
+    memset(&w->req, 0, sizeof w->req);
+    w->req.data = w;
+    w->orig = req;
+    w->cb = cb;
+    w->m = m;
     req->cb = cb; /* as the uv backend would */
-    rv = m->uv_append(io, &ca->req, entries, n, crash_append_cb);
+    rv = m->uv_append(io, &w->req, entries, n, wrapped_append_cb);
     if (rv != 0) {
-        free(ca); /* the callback is never called */
+        free(w); /* the callback is never called */
+        if (rv != RAFT_NOMEM && rv != RAFT_CANCELED) {
+            note_append_failure(m, rv);
+        }
     }
     return rv;
 }
@@ -1982,11 +2034,8 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     raft_uv_set_auto_recovery(&m->io, false);
     m->io.version = 2;
     m->io.async_work = io_async_work;
-    if (bl_crash_armed == BL_CRASH_RAFT_APPEND_BEFORE ||
-        bl_crash_armed == BL_CRASH_RAFT_APPEND_AFTER) {
-        m->uv_append = m->io.append;
-        m->io.append = crash_append;
-    }
+    m->uv_append = m->io.append;
+    m->io.append = wrapped_append;
 
     rv = raft_init(&m->raft, &m->io, &m->fsm.fsm, m->id, m->peer_url);
     if (rv != 0) {

@@ -183,6 +183,14 @@ int bl_member_backup(struct bl_member *m, int fd, bl_backup_cb cb, void *arg);
  * requests arriving during the hand-off reach the next leader. */
 void bl_member_on_stop(struct bl_member *m, void (*cb)(void *arg), void *arg);
 
+/* Call @cb once if Raft stops working for good (canonical/raft turns
+ * unavailable after an error it cannot go on from: the log or the store
+ * could not be written, e.g. a full disk). @why is raft's message, valid
+ * during the call. The member keeps answering 503; the caller decides
+ * (ballastd closes it and exits non-zero, so its supervisor restarts it and
+ * the Raft log replays what the store missed). */
+void bl_member_on_fatal(struct bl_member *m, void (*cb)(void *arg, const char *why), void *arg);
+
 /* True when the last BL_ENOSPACE of bl_member_propose() came from the file
  * system's free space (--min-free-bytes), false when from the quota. */
 bool bl_member_disk_full(struct bl_member *m);

@@ -87,6 +87,8 @@ static void member_closed(void *arg)
     uv_timer_start(&d->drain, drain_cb, 0, 5);
 }
 
+static void shut_down(struct daemon *d);
+
 static void signal_cb(uv_signal_t *s, int signum)
 {
     struct daemon *d = s->data;
@@ -94,8 +96,15 @@ static void signal_cb(uv_signal_t *s, int signum)
         BL_WARN("ballastd: second signal %d, exiting now", signum);
         _exit(1);
     }
-    d->stopping = true;
     BL_INFO("ballastd: signal %d, shutting down", signum);
+    shut_down(d);
+}
+
+/* Stop whatever runs (discovery, a join, or the member and then the API);
+ * the loop ends when everything closed. */
+static void shut_down(struct daemon *d)
+{
+    d->stopping = true;
     if (d->discover != NULL) {
         bl_discover_stop(d->discover);
         return;
@@ -112,6 +121,21 @@ static void signal_cb(uv_signal_t *s, int signum)
     /* The member hands leadership over first; meanwhile the API relays
      * requests to the new leader (see bl_member_on_stop). */
     bl_member_close(d->member, member_closed, d);
+}
+
+/* Raft stopped working for good (see bl_member_on_fatal): shut down as on
+ * SIGTERM, but exit 1, so that a supervisor restarts the member; lingering
+ * would leave a member that answers 503 for ever and passes /healthz. */
+static void member_fatal(void *arg, const char *why)
+{
+    struct daemon *d = arg;
+    BL_ERROR("ballastd: exiting with status 1 so that a supervisor restarts this member (%s); "
+             "on restart it replays from its Raft log what its store missed",
+             why);
+    d->exit_code = 1;
+    if (!d->stopping) {
+        shut_down(d);
+    }
 }
 
 static void stop_signals(struct daemon *d)
@@ -146,6 +170,7 @@ static void start_member(struct daemon *d)
     }
     d->api_started = true;
     bl_member_on_stop(d->member, member_stopped, d);
+    bl_member_on_fatal(d->member, member_fatal, d);
     BL_INFO("ballastd %s: member %llu serving clients on %s, peers on %s", PACKAGE_VERSION,
             (unsigned long long)bl_member_id(d->member), d->cfg.listen_client, d->cfg.listen_peer);
 }

@@ -416,10 +416,8 @@ static uint64_t free_bytes(const char *path)
     return (uint64_t)sv.f_bavail * sv.f_frsize;
 }
 
-/* Fill the disk member's tmpfs to the last byte for @dur_ms, then free it.
- * The member may refuse writes (507) or, if it cannot write its log, exit:
- * it is restarted then (and counted). */
-static void fault_disk(struct nemesis *n, int dur_ms)
+/* Fill the disk member's tmpfs to the last byte with a file of ours. */
+static void fill_disk(struct nemesis *n)
 {
     struct tc_member *m = &n->c->members[n->disk_member];
     char filler[TC_PATH_MAX + 32];
@@ -439,21 +437,58 @@ static void fault_disk(struct nemesis *n, int dur_ms)
     fprintf(stderr,
             "nemesis: t=%.1fs member-%d disk full (%" PRIu64 " bytes were free, %" PRIu64 " now)\n",
             t_s(n), n->disk_member + 1, before, free_bytes(m->data_dir));
-    tc_sleep_ms(dur_ms);
+}
+
+/* Remove the filler, then wait until the disk member serves again. If its
+ * log or store could not be written meanwhile, Raft stopped working and
+ * ballastd exited with status 1 (asserted) for its supervisor to restart
+ * it: restart it (counted) and wait until it is ready. */
+static void free_disk(struct nemesis *n)
+{
+    struct tc_member *m = &n->c->members[n->disk_member];
+    char filler[TC_PATH_MAX + 32];
+    int64_t deadline = tc_now_ms() + HEAL_TIMEOUT_MS;
+
+    snprintf(filler, sizeof filler, "%s/nemesis-filler", m->data_dir);
     ck_assert_msg(unlink(filler) == 0, "unlink %s: %s", filler, strerror(errno));
-    if (!tc_member_running(n->c, n->disk_member)) {
-        char how[64];
-        int st = m->last_status;
-        snprintf(how, sizeof how, "%s %d", WIFSIGNALED(st) ? "signal" : "exit status",
-                 WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
-        fprintf(stderr,
-                "nemesis: t=%.1fs member-%d exited while its disk was full (%s); "
-                "restarting it\n",
-                t_s(n), n->disk_member + 1, how);
-        n->crashed_on_disk_full++;
-        tc_member_restart(n->c, n->disk_member);
+    for (;;) {
+        struct tc_response r;
+        bool ready;
+
+        if (!tc_member_running(n->c, n->disk_member)) {
+            int st = m->last_status;
+            ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1,
+                          "member-%d, out of disk, ended with status 0x%x, not exit 1: see %s",
+                          n->disk_member + 1, st, m->log_path);
+            fprintf(stderr, "nemesis: t=%.1fs member-%d exited 1 on the full disk; restarting it\n",
+                    t_s(n), n->disk_member + 1);
+            m->died = false; /* the exit a supervisor is expected to answer */
+            n->crashed_on_disk_full++;
+            tc_member_restart(n->c, n->disk_member);
+            tc_wait_ready(n->c, n->disk_member, HEAL_TIMEOUT_MS);
+            return;
+        }
+        ready = tc_http_ex(tc_addr(n->c, n->disk_member), 2000, "GET", "/readyz", NULL, 0, NULL,
+                           &r) == 0 &&
+                r.status == 200;
+        tc_response_free(&r);
+        if (ready) {
+            return;
+        }
+        ck_assert_msg(tc_now_ms() < deadline,
+                      "member-%d neither ready nor exited %d ms after its disk was freed: see %s",
+                      n->disk_member + 1, HEAL_TIMEOUT_MS, m->log_path);
+        tc_sleep_ms(100);
     }
-    tc_wait_ready(n->c, n->disk_member, HEAL_TIMEOUT_MS);
+}
+
+/* Fill the disk member's tmpfs for @dur_ms, then free it. The member may
+ * refuse writes (507) meanwhile, or exit (see free_disk()). */
+static void fault_disk(struct nemesis *n, int dur_ms)
+{
+    fill_disk(n);
+    tc_sleep_ms(dur_ms);
+    free_disk(n);
 }
 
 static void fault_wipe(struct nemesis *n, int v, int dur_ms)
@@ -1425,6 +1460,55 @@ START_TEST(test_paused_leader_with_reads)
 }
 END_TEST
 
+/* Regression (found by the long profile): a follower whose store could not
+ * be written because its disk filled up (LMDB commit: ENOSPC) had Raft turn
+ * unavailable for good while the process lived on, answering 503 and
+ * passing /healthz, until someone restarted it by hand. Now ballastd exits
+ * 1 (a supervisor restarts it) and, once space is back, the restarted
+ * member replays what it missed. The follower's data dir is a tmpfs filled
+ * to the last byte; 64 KiB puts go on through the leader until it exits. */
+START_TEST(test_full_disk_follower_exits_and_recovers)
+{
+    struct nemesis n;
+    struct tc_cluster *c = tc_cluster_start(3);
+    char value[64 * 1024];
+    uint64_t rev = 0;
+    int leader, f, acked;
+
+    memset(&n, 0, sizeof n);
+    n.c = c;
+    n.disk_member = -1;
+    n.t0 = tc_now_ms();
+    leader = tc_wait_stable(c, START_TIMEOUT_MS);
+    f = (leader + 1) % 3;
+    mount_disk(&n, f);
+    leader = tc_wait_stable(c, START_TIMEOUT_MS);
+    memset(value, 'v', sizeof value);
+    fill_disk(&n);
+    /* 400 puts of 64 KiB: 25 MiB, more than the follower's preallocated
+     * log segments and its store's free pages */
+    for (acked = 0; acked < 400; acked++) {
+        char key[32];
+        snprintf(key, sizeof key, "fill/%d", acked);
+        rev = tc_put(c, leader, key, value, sizeof value);
+    }
+    fprintf(stderr, "full_disk: member-%d %s after %d writes\n", f + 1,
+            tc_member_running(c, f) ? "still runs" : "exited", acked);
+    free_disk(&n); /* an exit must have been status 1; restarted, ready */
+    tc_wait_applied(c, f, rev, HEAL_TIMEOUT_MS);
+    for (int i = 0; i < acked; i++) {
+        char key[32];
+        struct tc_kv kv;
+        snprintf(key, sizeof key, "fill/%d", i);
+        ck_assert_int_eq(tc_get(c, f, key, "serializable", &kv), 200);
+        ck_assert_uint_eq(kv.value_len, sizeof value);
+        tc_kv_free(&kv);
+    }
+    unmount_disk(&n);
+    tc_cluster_stop(c);
+}
+END_TEST
+
 /* Regression: a linearizable read that arrived while the leader was
  * handing leadership over (canonical/raft refuses a barrier then) was
  * answered 503 from inside bl_member_read_barrier(), which freed the
@@ -1486,6 +1570,8 @@ static Suite *suite(void)
     Suite *s = suite_create("nemesis");
     tc_add_case(s, "paused_leader_with_reads", test_paused_leader_with_reads, 120);
     tc_add_case(s, "reads_during_transfer", test_reads_during_transfer, 120);
+    tc_add_case(s, "full_disk_follower_exits_and_recovers",
+                test_full_disk_follower_exits_and_recovers, 150);
     tc_add_case(s, "nemesis_checker_catches_injected_fault", test_checker_catches_injected_fault,
                 30);
     tc_add_case(s, "nemesis_kill_and_pause", test_kill_and_pause,
