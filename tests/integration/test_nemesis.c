@@ -715,15 +715,25 @@ static void mount_disk(struct nemesis *n, int i)
     tc_wait_ready(n->c, i, HEAL_TIMEOUT_MS);
 }
 
-/* Unmount the disk member's tmpfs (its files go with it). */
+/* Stop the disk member (SIGTERM: it must exit 0) and unmount its tmpfs
+ * (its files go with it). Stopping first: a member whose data dir is
+ * unmounted under it would look for its files in the empty directory
+ * beneath when it closes its log. */
 static void unmount_disk(struct nemesis *n)
 {
+    struct tc_member *m;
     if (n->disk_member < 0) {
         return;
     }
-    if (umount2(n->c->members[n->disk_member].data_dir, MNT_DETACH) != 0) {
-        fprintf(stderr, "nemesis: warning: umount %s: %s\n", n->c->members[n->disk_member].data_dir,
-                strerror(errno));
+    m = &n->c->members[n->disk_member];
+    if (tc_member_running(n->c, n->disk_member)) {
+        int st = tc_member_kill(n->c, n->disk_member, SIGTERM);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                      "member-%d did not exit 0 on SIGTERM (status 0x%x): see %s",
+                      n->disk_member + 1, st, m->log_path);
+    }
+    if (umount2(m->data_dir, MNT_DETACH) != 0) {
+        fprintf(stderr, "nemesis: warning: umount %s: %s\n", m->data_dir, strerror(errno));
     }
     n->disk_member = -1;
 }
