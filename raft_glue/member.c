@@ -118,6 +118,11 @@ struct bl_member {
     void *fatal_arg;
     bool fatal_reported;
     int append_failed; /* the first failed log append's raft code, or 0 */
+    /* The FSM's apply, which timed_apply() calls. */
+    int (*fsm_apply)(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result);
+    void (*timing_cb)(void *arg, int what, uint64_t ns);
+    void *timing_arg;
+    unsigned n_proposals; /* in m->proposals */
     uv_timer_t watch;
 
     uint64_t id;
@@ -384,6 +389,7 @@ static int mkdir_p(const char *path)
 
 static void proposal_unlink(struct bl_member *m, struct proposal *p)
 {
+    m->n_proposals--;
     if (p->prev != NULL) {
         p->prev->next = p->next;
     } else {
@@ -495,7 +501,13 @@ int bl_member_propose(struct bl_member *m, const struct bl_cmd *cmd, bl_propose_
         m->proposals->prev = p;
     }
     m->proposals = p;
+    m->n_proposals++;
     return 0;
+}
+
+unsigned bl_member_proposals_inflight(struct bl_member *m)
+{
+    return m->n_proposals;
 }
 
 /* Answer proposals that overran their deadline (raft keeps them). */
@@ -1056,8 +1068,11 @@ static void watch_cb(uv_timer_t *t)
          * so say so once; ballastd exits on it. */
         char why[300];
         if (m->append_failed != 0) {
-            snprintf(why, sizeof why, "a log append failed: %s (%s)",
-                     raft_strerror(m->append_failed), raft_errmsg(&m->raft));
+            /* raft_strerror() of 0.15 has no text for RAFT_NOSPACE */
+            snprintf(why, sizeof why, "a log append failed (raft code %d: %s) %s", m->append_failed,
+                     m->append_failed == RAFT_NOSPACE ? "no space left on the data dir's disk"
+                                                      : raft_strerror(m->append_failed),
+                     raft_errmsg(&m->raft));
         } else {
             snprintf(why, sizeof why, "%s", raft_errmsg(&m->raft));
         }
@@ -1662,13 +1677,41 @@ static int io_async_work(struct raft_io *io, struct raft_io_async_work *req,
  *     full_disk_follower_exits_and_recovers), so watch_cb() reports it as
  *     fatal, as it does raft turning unavailable;
  *   - the raft-append crash points (crashpoint.h) abort before the append
- *     and after it completed, before raft sees the entries durable. */
+ *     and after it completed, before raft sees the entries durable;
+ *   - its duration, submit to durable (or failed), goes to the
+ *     bl_member_on_timing subscriber (metrics), as does each FSM apply's. */
 struct append_wrap {
     struct raft_io_append req; /* what the uv backend sees */
     struct raft_io_append *orig;
     raft_io_append_cb cb;
     struct bl_member *m;
+    uint64_t start; /* uv_hrtime() at submit, for bl_member_on_timing */
 };
+
+static void report_timing(struct bl_member *m, int what, uint64_t start)
+{
+    if (m->timing_cb != NULL) {
+        m->timing_cb(m->timing_arg, what, uv_hrtime() - start);
+    }
+}
+
+void bl_member_on_timing(struct bl_member *m, void (*cb)(void *arg, int what, uint64_t ns),
+                         void *arg)
+{
+    m->timing_cb = cb;
+    m->timing_arg = arg;
+}
+
+/* The FSM's apply, timed for bl_member_on_timing. */
+static int timed_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct bl_fsm *f = fsm->data;
+    struct bl_member *m = f->hook_arg;
+    uint64_t start = uv_hrtime();
+    int rv = m->fsm_apply(fsm, buf, result);
+    report_timing(m, BL_TIMING_APPLY, start);
+    return rv;
+}
 
 static void note_append_failure(struct bl_member *m, int status)
 {
@@ -1683,12 +1726,15 @@ static void wrapped_append_cb(struct raft_io_append *req, int status)
     struct raft_io_append *orig = w->orig;
     raft_io_append_cb cb = w->cb;
     struct bl_member *m = w->m;
+    uint64_t start = w->start;
 
     free(w);
     if (status == 0) {
         BL_CRASH_POINT(BL_CRASH_RAFT_APPEND_AFTER);
+        report_timing(m, BL_TIMING_APPEND, start);
     } else if (status != RAFT_CANCELED) {
         note_append_failure(m, status);
+        report_timing(m, BL_TIMING_APPEND_FAILED, start);
     }
     cb(orig, status);
 }
@@ -1711,12 +1757,17 @@ static int wrapped_append(struct raft_io *io, struct raft_io_append *req,
     w->orig = req;
     w->cb = cb;
     w->m = m;
+    w->start = uv_hrtime();
     req->cb = cb; /* as the uv backend would */
     rv = m->uv_append(io, &w->req, entries, n, wrapped_append_cb);
     if (rv != 0) {
+        uint64_t start = w->start;
         free(w); /* the callback is never called */
         if (rv != RAFT_NOMEM && rv != RAFT_CANCELED) {
             note_append_failure(m, rv);
+        }
+        if (rv != RAFT_CANCELED) {
+            report_timing(m, BL_TIMING_APPEND_FAILED, start);
         }
     }
     return rv;
@@ -1997,6 +2048,8 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     m->fsm.on_apply = fsm_applied;
     m->fsm.on_restore = fsm_restored;
     m->fsm.hook_arg = m;
+    m->fsm_apply = m->fsm.fsm.apply;
+    m->fsm.fsm.apply = timed_apply;
     m->fsm.applier.history_revisions =
         cfg->history_revisions != 0 ? cfg->history_revisions : BL_HISTORY_DEFAULT;
     rv = bl_store_begin(m->store, false, &txn);

@@ -89,6 +89,200 @@ static const char SERVER_VERSION[] = PACKAGE_VERSION;
 
 static void park_timer_cb(uv_timer_t *t);
 
+/* ---- metrics -------------------------------------------------------------------------------
+ *
+ * bl_api_handle() tags each exchange (ex->data, which is the handler's) with
+ * its call label and its arrival time in microseconds, packed in one
+ * uintptr_t: (arrival_us << TAG_BITS) | (call + 1), never 0. The arrival
+ * time keeps its low bits only on a 32-bit system; differences are taken
+ * modulo that width, right for any latency under 2^27 us (about 2 min).
+ * reply() counts the exchange when its reply is queued and clears the tag,
+ * so a reply is counted once. */
+
+enum metric_call {
+    MC_KV_GET,
+    MC_KV_RANGE,
+    MC_KV_PUT,
+    MC_KV_DELETE,
+    MC_KV_POLL, /* a GET with ?index that waited: not in the latency histogram */
+    MC_TXN,
+    MC_WATCH, /* streams: counted when they start, not in the latency histogram */
+    MC_LEASE,
+    MC_MEMBERS,
+    MC_LEADER,
+    MC_STATUS,
+    MC_SNAPSHOT,
+    MC_HEALTH,
+    MC_METRICS,
+    MC_OTHER,
+    MC_N
+};
+
+static const char *const CALL_NAMES[MC_N] = {
+    "kv_get",  "kv_range", "kv_put", "kv_delete", "kv_poll", "txn",     "watch", "lease",
+    "members", "leader",   "status", "snapshot",  "health",  "metrics", "other",
+};
+
+/* The statuses this API answers with; any other is counted as "other". */
+static const char *const CODE_NAMES[] = {"200", "201", "400", "401", "403", "404", "405", "410",
+                                         "412", "413", "500", "501", "503", "504", "507", "other"};
+#define N_CODES (sizeof CODE_NAMES / sizeof CODE_NAMES[0])
+
+#define TAG_BITS 5
+#define TAG_CALL ((uintptr_t)((1u << TAG_BITS) - 1))
+
+/* Latency bounds in microseconds (rendered in seconds). */
+static const uint64_t HTTP_BOUNDS_US[] = {50,     100,     250,     500,     1000,    2500,
+                                          5000,   10000,   25000,   50000,   100000,  250000,
+                                          500000, 1000000, 2500000, 5000000, 10000000};
+/* Log append bounds in nanoseconds: 50 us .. 10 s. */
+static const uint64_t APPEND_BOUNDS_NS[] = {
+    50000,     100000,     250000,     500000,     1000000,    2500000,
+    5000000,   10000000,   25000000,   50000000,   100000000,  250000000,
+    500000000, 1000000000, 2500000000, 5000000000, 10000000000};
+/* FSM apply bounds in nanoseconds: 5 us .. 1 s. */
+static const uint64_t APPLY_BOUNDS_NS[] = {
+    5000,    10000,   25000,    50000,    100000,   250000,    500000,    1000000,
+    2500000, 5000000, 10000000, 25000000, 50000000, 100000000, 250000000, 1000000000};
+
+#define N_BOUNDS(b) ((unsigned)(sizeof(b) / sizeof(b)[0]))
+
+/* The index of @status in CODE_NAMES. */
+static unsigned code_index(int status)
+{
+    static const int codes[] = {200, 201, 400, 401, 403, 404, 405, 410,
+                                412, 413, 500, 501, 503, 504, 507};
+    _Static_assert(sizeof codes / sizeof codes[0] == N_CODES - 1, "CODE_NAMES and codes differ");
+    for (unsigned i = 0; i < N_CODES - 1; i++) {
+        if (codes[i] == status) {
+            return i;
+        }
+    }
+    return N_CODES - 1;
+}
+
+static uint64_t now_us(void)
+{
+    return uv_hrtime() / 1000;
+}
+
+/* The tag of a request of @call arriving now. */
+static void *tag_new(unsigned call)
+{
+    return (void *)(((uintptr_t)now_us() << TAG_BITS) | (uintptr_t)(call + 1));
+}
+
+/* @tag with its call label changed to @call (its arrival time kept). */
+static void *tag_relabel(void *tag, unsigned call)
+{
+    if (tag == NULL) {
+        return NULL;
+    }
+    return (void *)(((uintptr_t)tag & ~TAG_CALL) | (uintptr_t)(call + 1));
+}
+
+/* Count the request tagged @tag, answered with @status (the tag is 0 for
+ * an exchange the handler never saw, or counted already). */
+static void record(struct bl_api *a, void *tag, int status)
+{
+    uintptr_t t = (uintptr_t)tag;
+    unsigned call;
+
+    if (t == 0 || a->m_requests.v == NULL) {
+        return;
+    }
+    call = (unsigned)(t & TAG_CALL) - 1;
+    bl_counter_add(&a->m_requests, call, code_index(status), 1);
+    if (call != MC_KV_POLL && call != MC_WATCH) {
+        uintptr_t us = ((uintptr_t)now_us() - (t >> TAG_BITS)) & (UINTPTR_MAX >> TAG_BITS);
+        bl_histogram_observe(&a->m_latency, call, 0, (uint64_t)us);
+    }
+}
+
+/* bl_http_respond(), counting the request first. */
+static void reply(struct bl_api *a, struct bl_http_exchange *ex, int status,
+                  const struct bl_http_header *h, unsigned n, const void *body, size_t len)
+{
+    record(a, ex->data, status);
+    ex->data = NULL;
+    bl_http_respond(ex, status, h, n, body, len);
+}
+
+/* The member's timings (bl_member_on_timing). */
+static void timing_cb(void *arg, int what, uint64_t ns)
+{
+    struct bl_api *a = arg;
+    if (what == BL_TIMING_APPLY) {
+        bl_histogram_observe(&a->m_apply, 0, 0, ns);
+    } else if (what == BL_TIMING_APPEND) {
+        bl_histogram_observe(&a->m_append, 0, 0, ns);
+    } else {
+        bl_counter_add(&a->m_append_failed, 0, 0, 1);
+    }
+}
+
+static void metrics_free(struct bl_api *a)
+{
+    bl_counter_free(&a->m_requests);
+    bl_histogram_free(&a->m_latency);
+    bl_histogram_free(&a->m_apply);
+    bl_histogram_free(&a->m_append);
+    bl_counter_free(&a->m_append_failed);
+}
+
+static int metrics_init(struct bl_api *a)
+{
+    static const struct bl_metric_spec requests = {
+        .name = "ballast_http_requests_total",
+        .help = "HTTP requests answered by this member, by call and status code.",
+        .n_dims = 2,
+        .label = {"call", "code"},
+        .values = {CALL_NAMES, CODE_NAMES},
+        .n_values = {MC_N, N_CODES},
+    };
+    static const struct bl_metric_spec latency = {
+        .name = "ballast_http_request_duration_seconds",
+        .help = "Time from a request read whole to its reply queued, by call (long-polls "
+                "and watches excluded).",
+        .n_dims = 1,
+        .label = {"call"},
+        .values = {CALL_NAMES},
+        .n_values = {MC_N},
+        .decimals = 6,
+    };
+    static const struct bl_metric_spec apply = {
+        .name = "ballast_apply_duration_seconds",
+        .help = "Time the state machine took to apply one Raft log entry.",
+        .decimals = 9,
+    };
+    static const struct bl_metric_spec append = {
+        .name = "ballast_log_append_duration_seconds",
+        .help = "Time from submitting a Raft log append to it being durable (fsync).",
+        .decimals = 9,
+    };
+    static const struct bl_metric_spec append_failed = {
+        .name = "ballast_log_append_failures_total",
+        .help = "Raft log appends that failed (full disk, I/O error).",
+    };
+    int rv = bl_counter_init(&a->m_requests, &requests);
+    if (rv == 0) {
+        rv = bl_histogram_init(&a->m_latency, &latency, HTTP_BOUNDS_US, N_BOUNDS(HTTP_BOUNDS_US));
+    }
+    if (rv == 0) {
+        rv = bl_histogram_init(&a->m_apply, &apply, APPLY_BOUNDS_NS, N_BOUNDS(APPLY_BOUNDS_NS));
+    }
+    if (rv == 0) {
+        rv = bl_histogram_init(&a->m_append, &append, APPEND_BOUNDS_NS, N_BOUNDS(APPEND_BOUNDS_NS));
+    }
+    if (rv == 0) {
+        rv = bl_counter_init(&a->m_append_failed, &append_failed);
+    }
+    if (rv != 0) {
+        metrics_free(a);
+    }
+    return rv;
+}
+
 /* ---- replies ------------------------------------------------------------------ */
 
 static int want_format(const struct bl_http_exchange *ex)
@@ -142,7 +336,7 @@ static void respond(struct bl_api *a, struct bl_http_exchange *ex, int status,
     for (unsigned i = 0; i < n_extra && n < 16; i++) {
         h[n++] = extra[i];
     }
-    bl_http_respond(ex, status, h, n, body, len);
+    reply(a, ex, status, h, n, body, len);
 }
 
 static void respond_doc(struct bl_api *a, struct bl_http_exchange *ex, int status,
@@ -314,7 +508,7 @@ static void forward_cb(void *arg, int status, const struct bl_http_response *res
             h[n++] = *rh;
         }
     }
-    bl_http_respond(c->ex, resp->status, h, n, resp->body, resp->body_len);
+    reply(a, c->ex, resp->status, h, n, resp->body, resp->body_len);
     call_free(c);
 }
 
@@ -1112,6 +1306,7 @@ static void handle_kv(struct bl_api *a, struct bl_http_exchange *ex)
         return;
     }
     if (kind == CALL_GET && c->index > 0 && c->wait_ms > 0) {
+        ex->data = tag_relabel(ex->data, MC_KV_POLL);
         poll_start(c);
     } else if (kind == CALL_GET) {
         kv_read(c);
@@ -1142,6 +1337,7 @@ static void handle_watch(struct bl_api *a, struct bl_http_exchange *ex)
     size_t key_len, len;
     uint64_t rev = 0, compact = 0;
     const char *v;
+    void *tag;
     bool prefix;
     unsigned n;
     int rv;
@@ -1168,8 +1364,10 @@ static void handle_watch(struct bl_api *a, struct bl_http_exchange *ex)
         return;
     }
     n = standard_headers(a, h, BL_WATCH_MAX_HEADERS);
+    tag = ex->data;
     rv = bl_watch_start(a->hub, ex, key, key_len, prefix, rev, watch_format(ex), h, n, &compact);
     if (rv == BL_OK) {
+        record(a, tag, 200); /* the hub owns @ex now: counted as the stream starts */
         return;
     }
     if (rv != BL_ECOMPACTED) {
@@ -1575,6 +1773,100 @@ static void handle_ready(struct bl_api *a, struct bl_http_exchange *ex)
     bl_doc_key(&a->doc, "ready");
     bl_doc_bool(&a->doc, true);
     respond_doc(a, ex, 200, NULL, 0);
+}
+
+/* GET /metrics: the Prometheus text exposition of this member's own state
+ * and counters (never forwarded). */
+static void handle_metrics(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    static const struct {
+        int role;
+        const char *name;
+    } roles[] = {{BL_ROLE_LEADER, "leader"},
+                 {BL_ROLE_FOLLOWER, "follower"},
+                 {BL_ROLE_CANDIDATE, "candidate"},
+                 {BL_ROLE_LEARNER, "learner"},
+                 {BL_ROLE_UNAVAILABLE, "unavailable"}};
+    struct bl_member_status st;
+    struct bl_member_info *list = NULL;
+    struct bl_metrics_text t;
+    struct bl_metric_label l[3];
+    unsigned n = 0, voters = 0, learners = 0, reachable = 0;
+    char id[24];
+
+    bl_member_status(a->member, &st);
+    if (bl_member_list(a->member, &list, &n) != 0) {
+        n = 0;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        voters += list[i].voter;
+        learners += !list[i].voter;
+        reachable += list[i].reachable;
+    }
+    free(list);
+
+    bl_metrics_text_init(&t);
+    snprintf(id, sizeof id, "%" PRIu64, st.id);
+    l[0] = (struct bl_metric_label){"id", id};
+    l[1] = (struct bl_metric_label){"name", st.name != NULL ? st.name : ""};
+    l[2] = (struct bl_metric_label){"version", SERVER_VERSION};
+    bl_metrics_text_family(&t, "ballast_info", "gauge", "This member: always 1, with its labels.");
+    bl_metrics_text_sample(&t, "ballast_info", l, 3, 1);
+    bl_metrics_text_counter(&t, &a->m_requests);
+    bl_metrics_text_histogram(&t, &a->m_latency);
+
+    bl_metrics_text_gauge(&t, "ballast_raft_term", "Current Raft term.", st.term);
+    bl_metrics_text_gauge(&t, "ballast_raft_commit_index", "Raft commit index known here.",
+                          st.commit_index);
+    bl_metrics_text_gauge(&t, "ballast_raft_applied_index",
+                          "Raft index of the last entry applied to the store.", st.applied_index);
+    bl_metrics_text_gauge(&t, "ballast_raft_last_index", "Raft index of the last log entry.",
+                          st.last_index);
+    bl_metrics_text_family(&t, "ballast_raft_role", "gauge",
+                           "1 for this member's current Raft role, 0 for the others.");
+    for (unsigned i = 0; i < sizeof roles / sizeof roles[0]; i++) {
+        l[0] = (struct bl_metric_label){"role", roles[i].name};
+        bl_metrics_text_sample(&t, "ballast_raft_role", l, 1, st.role == roles[i].role);
+    }
+    bl_metrics_text_gauge(&t, "ballast_raft_leader_id", "Raft id of the known leader, 0 if none.",
+                          st.leader_id);
+    bl_metrics_text_gauge(&t, "ballast_revision", "Store revision of the applied state.",
+                          st.revision);
+    bl_metrics_text_histogram(&t, &a->m_apply);
+    bl_metrics_text_histogram(&t, &a->m_append);
+    bl_metrics_text_counter(&t, &a->m_append_failed);
+    bl_metrics_text_gauge(&t, "ballast_proposals_inflight",
+                          "Writes handed to Raft whose outcome is not known yet.",
+                          bl_member_proposals_inflight(a->member));
+
+    bl_metrics_text_gauge(&t, "ballast_db_bytes", "Bytes used by the store (LMDB).", st.db_bytes);
+    bl_metrics_text_gauge(&t, "ballast_raft_log_bytes",
+                          "Bytes of the Raft directory (log segments and snapshots).",
+                          st.raft_log_bytes);
+    bl_metrics_text_family(&t, "ballast_members", "gauge",
+                           "Members of the Raft configuration, by role.");
+    l[0] = (struct bl_metric_label){"role", "voter"};
+    bl_metrics_text_sample(&t, "ballast_members", l, 1, voters);
+    l[0] = (struct bl_metric_label){"role", "learner"};
+    bl_metrics_text_sample(&t, "ballast_members", l, 1, learners);
+    bl_metrics_text_gauge(&t, "ballast_members_reachable",
+                          "Members reachable as GET /v1/members reports them (the leader's "
+                          "view on the leader; this member included).",
+                          reachable);
+
+    bl_metrics_text_gauge(&t, "ballast_watchers", "Open watch streams.",
+                          a->hub != NULL ? bl_watch_hub_count(a->hub) : 0);
+    bl_metrics_text_gauge(&t, "ballast_long_polls", "Long-poll GETs waiting for a change.",
+                          a->hub != NULL ? bl_watch_hub_waits(a->hub) : 0);
+    bl_metrics_text_gauge(&t, "ballast_http_connections", "Open client connections.",
+                          a->http != NULL ? bl_http_server_connections(a->http) : 0);
+    if (t.err != 0) {
+        bl_metrics_text_free(&t);
+        respond_error(a, ex, BL_ENOMEM, "out of memory rendering the metrics");
+        return;
+    }
+    respond(a, ex, 200, "text/plain; version=0.0.4; charset=utf-8", t.data, t.len, NULL, 0);
+    bl_metrics_text_free(&t);
 }
 
 /* POST /v1/internal/publish: a follower's MEMBER_SET command, proposed by the leader. */
@@ -2312,11 +2604,56 @@ static bool method_is(struct bl_api *a, struct bl_http_exchange *ex, int method)
     return false;
 }
 
+/* The call label of @ex (enum metric_call), from its path and method. */
+static unsigned classify(const struct bl_http_exchange *ex)
+{
+    if (path_starts(ex, KV_PREFIX)) {
+        switch (ex->method) {
+        case HTTP_GET:
+            return query_has(ex, "prefix", NULL, NULL) ? MC_KV_RANGE : MC_KV_GET;
+        case HTTP_PUT:
+            return MC_KV_PUT;
+        case HTTP_DELETE:
+            return MC_KV_DELETE;
+        default:
+            return MC_OTHER;
+        }
+    }
+    if (path_starts(ex, WATCH_PREFIX)) {
+        return MC_WATCH;
+    }
+    if (path_is(ex, "/v1/txn")) {
+        return MC_TXN;
+    }
+    if (path_is(ex, "/v1/lease") || path_is(ex, "/v1/leases") || path_starts(ex, "/v1/lease/")) {
+        return MC_LEASE;
+    }
+    if (path_under(ex, "/v1/members")) {
+        return MC_MEMBERS;
+    }
+    if (path_is(ex, "/v1/leader")) {
+        return MC_LEADER;
+    }
+    if (path_is(ex, "/v1/status")) {
+        return MC_STATUS;
+    }
+    if (path_is(ex, "/v1/snapshot")) {
+        return MC_SNAPSHOT;
+    }
+    if (path_is(ex, "/healthz") || path_is(ex, "/readyz")) {
+        return MC_HEALTH;
+    }
+    if (path_is(ex, "/metrics")) {
+        return MC_METRICS;
+    }
+    return MC_OTHER;
+}
+
 void bl_api_handle(struct bl_http_exchange *ex, void *arg)
 {
-    static const char *const later[] = {"/metrics"};
     struct bl_api *a = arg;
 
+    ex->data = tag_new(classify(ex));
     if (path_is(ex, "/healthz")) {
         static const char ok[] = "{\"health\":\"ok\"}";
         if (method_is(a, ex, HTTP_GET)) {
@@ -2369,14 +2706,13 @@ void bl_api_handle(struct bl_http_exchange *ex, void *arg)
         if (method_is(a, ex, HTTP_POST)) {
             handle_publish(a, ex);
         }
-    } else {
-        for (unsigned i = 0; i < sizeof later / sizeof later[0]; i++) {
-            if (path_under(ex, later[i])) {
-                respond_error(a, ex, BL_ENOTIMPL, "%s %.*s is not implemented by this version",
-                              method_name(ex->method), (int)ex->path_len, ex->path);
-                return;
-            }
+    } else if (path_is(ex, "/metrics")) {
+        if (ex->method == HTTP_GET || ex->method == HTTP_HEAD) {
+            handle_metrics(a, ex);
+        } else {
+            method_not_allowed(a, ex, "GET, HEAD");
         }
+    } else {
         respond_error(a, ex, BL_ENOTFOUND, "no such endpoint: %.*s", (int)ex->path_len, ex->path);
     }
 }
@@ -2417,6 +2753,7 @@ void bl_api_member_stopped(struct bl_api *a)
 {
     if (a->member != NULL) {
         bl_member_on_revision(a->member, NULL, NULL);
+        bl_member_on_timing(a->member, NULL, NULL);
     }
     a->member = NULL;
     close_hub(a);
@@ -2441,11 +2778,17 @@ int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
     a->loop = loop;
     a->member = member;
     a->cfg = cfg;
+    rv = metrics_init(a);
+    if (rv != 0) {
+        snprintf(errmsg, BL_ERRMSG_SIZE, "metrics: %s", bl_strerror(rv));
+        return rv;
+    }
     bl_doc_init(&a->doc, BL_DOC_JSON);
     rv = bl_http_client_init(loop, &a->client);
     if (rv != 0) {
         snprintf(errmsg, BL_ERRMSG_SIZE, "http client: %s", bl_strerror(rv));
         bl_doc_free(&a->doc);
+        metrics_free(a);
         return rv;
     }
     (void)bl_http_client_bind(a->client, cfg->listen_client); /* relay from our own address */
@@ -2454,6 +2797,7 @@ int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
         snprintf(errmsg, BL_ERRMSG_SIZE, "watch hub: %s", bl_strerror(rv));
         bl_http_client_close(a->client);
         bl_doc_free(&a->doc);
+        metrics_free(a);
         return rv;
     }
     rv = bl_http_server_start(loop, cfg->listen_client, &opts, bl_api_handle, a, &a->http, errmsg);
@@ -2462,9 +2806,11 @@ int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
         bl_watch_hub_close(a->hub, hub_closed, a);
         bl_http_client_close(a->client);
         bl_doc_free(&a->doc);
+        metrics_free(a);
         return rv;
     }
     bl_member_on_revision(member, revision_cb, a);
+    bl_member_on_timing(member, timing_cb, a);
     uv_timer_init(loop, &a->publish_timer);
     a->publish_timer.data = a;
     uv_timer_init(loop, &a->park_timer);
@@ -2477,6 +2823,7 @@ static void api_closed(void *arg)
 {
     struct bl_api *a = arg;
     bl_doc_free(&a->doc);
+    metrics_free(a);
     if (a->close_cb != NULL) {
         a->close_cb(a->close_arg);
     }
@@ -2504,6 +2851,7 @@ void bl_api_close(struct bl_api *a, void (*cb)(void *arg), void *arg)
     a->close_arg = arg;
     if (a->member != NULL) {
         bl_member_on_revision(a->member, NULL, NULL);
+        bl_member_on_timing(a->member, NULL, NULL);
     }
     a->member = NULL;
     a->closing = true;

@@ -8,6 +8,11 @@
  * bl_member_read_barrier() on the leader (forwarded from followers);
  * serializable reads are answered from the local store at once.
  *
+ * Metrics: every request is tagged with its call (kv_get, kv_put, ...) and
+ * arrival time when the handler gets it, and counted with its status when
+ * its reply is queued; GET /metrics renders these counters with the
+ * member's Raft state (see docs/api-notes.md, "Metrics").
+ *
  * Ownership: struct bl_api is owned by the caller (main), which must keep the
  * member and config alive until bl_api_close()'s callback. */
 #ifndef BALLAST_API_H
@@ -20,6 +25,7 @@
 #include "http.h"
 #include "http_client.h"
 #include "member.h"
+#include "metrics.h"
 #include "watch.h"
 
 struct bl_api {
@@ -41,6 +47,12 @@ struct bl_api {
     uint64_t request_seq;
     unsigned pending;                              /* requests waiting on raft or the leader */
     char hdr_rev[24], hdr_term[24], hdr_index[24]; /* values of the standard headers */
+    /* Recorded metrics (GET /metrics renders these and the member's state). */
+    struct bl_counter m_requests;      /* ballast_http_requests_total{call,code} */
+    struct bl_histogram m_latency;     /* ballast_http_request_duration_seconds{call} */
+    struct bl_histogram m_apply;       /* ballast_apply_duration_seconds */
+    struct bl_histogram m_append;      /* ballast_log_append_duration_seconds */
+    struct bl_counter m_append_failed; /* ballast_log_append_failures_total */
     void (*close_cb)(void *arg);
     void *close_arg;
 };

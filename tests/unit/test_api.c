@@ -678,9 +678,6 @@ static void wait_leader(void)
 
 START_TEST(test_routing)
 {
-    static const char *const not_impl[][2] = {
-        {"GET", "/metrics"},
-    };
     struct client c;
     struct resp r = {0};
     const json_t *m, *list;
@@ -722,11 +719,10 @@ START_TEST(test_routing)
     expect_error(&r, 405, "bad_request");
     ck_assert_ptr_nonnull(hdr(&r, "Allow"));
 
-    for (unsigned i = 0; i < sizeof not_impl / sizeof not_impl[0]; i++) {
-        req(&c, &r, not_impl[i][0], not_impl[i][1], NULL, NULL, 0);
-        ck_assert_msg(r.status == 501, "%s %s: %d", not_impl[i][0], not_impl[i][1], r.status);
-        expect_error(&r, 501, "bad_request");
-    }
+    get(&c, &r, "/metrics"); /* implemented: see test_metrics */
+    ck_assert_int_eq(r.status, 200);
+    get(&c, &r, "/metrics/x");
+    expect_error(&r, 404, "not_found");
 
     /* membership: bad bodies and ids are 400, unknown members 404 */
     req(&c, &r, "POST", "/v1/members", NULL, NULL, 0);
@@ -826,6 +822,295 @@ START_TEST(test_routing)
     get(&c, &r, "/readyz");
     ck_assert_int_eq(r.status, 200);
     ck_assert(jb(r.json, "ready"));
+
+    resp_free(&r);
+    client_close(&c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Metrics */
+
+static bool name_char(char ch, bool first)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == ':' ||
+           (!first && ch >= '0' && ch <= '9');
+}
+
+/* Check one sample line of the text format 0.0.4: name, optional
+ * {label="value",...} with only \\, \" and \n escapes, one space, a number.
+ * The name goes to @name (cut at @cap), the label block (without braces) to
+ * @labels, the value to *@value. */
+static void parse_sample(const char *line, char *name, size_t cap, char *labels, size_t lcap,
+                         double *value)
+{
+    const char *p = line, *start;
+    char *end;
+
+    ck_assert_msg(name_char(*p, true), "bad metric name: %s", line);
+    while (name_char(*p, false)) {
+        p++;
+    }
+    ck_assert_uint_lt((size_t)(p - line), cap);
+    memcpy(name, line, (size_t)(p - line));
+    name[p - line] = '\0';
+    labels[0] = '\0';
+    if (*p == '{') {
+        start = ++p;
+        while (*p != '}') {
+            ck_assert_msg(name_char(*p, true) && *p != ':', "bad label name: %s", line);
+            while (name_char(*p, false) && *p != ':') {
+                p++;
+            }
+            ck_assert_msg(p[0] == '=' && p[1] == '"', "bad label: %s", line);
+            p += 2;
+            while (*p != '"') {
+                ck_assert_msg(*p != '\0' && *p != '\n', "unterminated label value: %s", line);
+                if (*p == '\\') {
+                    ck_assert_msg(p[1] == '\\' || p[1] == '"' || p[1] == 'n', "bad escape: %s",
+                                  line);
+                    p++;
+                }
+                p++;
+            }
+            p++;
+            ck_assert_msg(*p == ',' || *p == '}', "bad label separator: %s", line);
+            if (*p == ',') {
+                p++;
+            }
+        }
+        ck_assert_uint_lt((size_t)(p - start), lcap);
+        memcpy(labels, start, (size_t)(p - start));
+        labels[p - start] = '\0';
+        p++;
+    }
+    ck_assert_msg(*p == ' ' && p[1] != ' ' && p[1] != '\0', "no value: %s", line);
+    errno = 0;
+    *value = strtod(p + 1, &end);
+    ck_assert_msg(errno == 0 && end != p + 1 && *end == '\0', "value is not a number: %s", line);
+}
+
+/* Check every line of exposition @body (the text format 0.0.4): comments
+ * are "# HELP name text" or "# TYPE name type", and every sample's family
+ * (its name, less _bucket/_sum/_count for a histogram) was TYPEd before it.
+ * Returns the number of samples. */
+static unsigned check_exposition(const char *body)
+{
+    char *copy = strdup(body), *save = NULL;
+    char typed[8192] = " ";
+    unsigned samples = 0;
+
+    ck_assert_ptr_nonnull(copy);
+    ck_assert_msg(body[0] != '\0' && body[strlen(body) - 1] == '\n', "not newline-terminated");
+    ck_assert_msg(strstr(body, "\n\n") == NULL, "empty line");
+    for (char *line = strtok_r(copy, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char name[128], labels[512], fam[140];
+        double v;
+        if (line[0] == '#') {
+            char kind[8], type[16];
+            int n = sscanf(line, "# %7s %127s %15s", kind, name, type);
+            ck_assert_msg(n >= 2 && (strcmp(kind, "HELP") == 0 || strcmp(kind, "TYPE") == 0),
+                          "bad comment: %s", line);
+            if (strcmp(kind, "TYPE") == 0) {
+                ck_assert_msg(n == 3 &&
+                                  (strcmp(type, "counter") == 0 || strcmp(type, "gauge") == 0 ||
+                                   strcmp(type, "histogram") == 0),
+                              "bad TYPE: %s", line);
+                snprintf(fam, sizeof fam, " %s ", name);
+                ck_assert_msg(strstr(typed, fam) == NULL, "%s TYPEd twice", name);
+                ck_assert_uint_lt(strlen(typed) + strlen(name) + 2, sizeof typed);
+                strcat(typed, name);
+                strcat(typed, " ");
+            }
+            continue;
+        }
+        parse_sample(line, name, sizeof name, labels, sizeof labels, &v);
+        snprintf(fam, sizeof fam, " %s ", name);
+        if (strstr(typed, fam) == NULL) {
+            static const char *const suffixes[] = {"_bucket", "_sum", "_count"};
+            for (unsigned i = 0; i < 3; i++) {
+                size_t nl = strlen(name), sl = strlen(suffixes[i]);
+                if (nl > sl && strcmp(name + nl - sl, suffixes[i]) == 0) {
+                    snprintf(fam, sizeof fam, " %.*s ", (int)(nl - sl), name);
+                    break;
+                }
+            }
+        }
+        ck_assert_msg(strstr(typed, fam) != NULL, "sample before its TYPE: %s", line);
+        samples++;
+    }
+    free(copy);
+    return samples;
+}
+
+/* The sum of the samples of metric @name whose label block contains each
+ * of the comma-separated @filter labels ("" for any); their number in *@n. */
+static double msum(const char *body, const char *name, const char *filter, unsigned *n)
+{
+    char *copy = strdup(body), *save = NULL;
+    double sum = 0;
+
+    ck_assert_ptr_nonnull(copy);
+    *n = 0;
+    for (char *line = strtok_r(copy, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        char got[128], labels[512], want[256], *wsave = NULL;
+        double v;
+        bool match = true;
+        if (line[0] == '#') {
+            continue;
+        }
+        parse_sample(line, got, sizeof got, labels, sizeof labels, &v);
+        if (strcmp(got, name) != 0) {
+            continue;
+        }
+        snprintf(want, sizeof want, "%s", filter);
+        for (char *w = strtok_r(want, ",", &wsave); w != NULL; w = strtok_r(NULL, ",", &wsave)) {
+            char *hit = strstr(labels, w);
+            /* a whole label: at the start or after a comma */
+            match = match && hit != NULL && (hit == labels || hit[-1] == ',');
+        }
+        if (match) {
+            sum += v;
+            (*n)++;
+        }
+    }
+    free(copy);
+    return sum;
+}
+
+/* msum() of a metric that must have exactly one matching sample. */
+static double mone(const char *body, const char *name, const char *filter)
+{
+    unsigned n;
+    double v = msum(body, name, filter, &n);
+    ck_assert_msg(n == 1, "%s{%s}: %u samples, want 1", name, filter, n);
+    return v;
+}
+
+START_TEST(test_metrics)
+{
+    enum { N = 7, M = 4 };
+    struct client c;
+    struct resp r = {0};
+    const char *end;
+    unsigned n, samples;
+    double count, prev = 0;
+    uint64_t rev = 0;
+    char filter[64];
+
+    client_open(&c);
+    for (unsigned i = 0; i < N; i++) {
+        char path[16];
+        snprintf(path, sizeof path, "m%u", i);
+        rev = puts_(&c, path, "v");
+    }
+    for (unsigned i = 0; i < M; i++) {
+        get(&c, &r, "/v1/kv/m0");
+        ck_assert_int_eq(r.status, 200);
+    }
+    get(&c, &r, "/v1/kv/nope");
+    ck_assert_int_eq(r.status, 404);
+    get(&c, &r, "/v1/kv/m?prefix");
+    ck_assert_int_eq(r.status, 200);
+    /* a long-poll that waits 50 ms: counted, not in the latency histogram */
+    reqf(&c, &r, "GET", NULL, NULL, 0, "/v1/kv/m0?index=%" PRIu64 "&wait=50ms", rev + 1000);
+    ck_assert_int_eq(r.status, 200);
+
+    get(&c, &r, "/metrics");
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(hdr_req(&r, "Content-Type"), "text/plain; version=0.0.4; charset=utf-8");
+    samples = check_exposition(r.body);
+    ck_assert_uint_gt(samples, 40);
+
+    /* requests by call and code */
+    ck_assert_double_ge(msum(r.body, "ballast_http_requests_total", "call=\"kv_put\"", &n), N);
+    ck_assert_double_ge(mone(r.body, "ballast_http_requests_total", "call=\"kv_put\",code=\"200\""),
+                        N);
+    ck_assert_double_ge(mone(r.body, "ballast_http_requests_total", "call=\"kv_get\",code=\"200\""),
+                        M);
+    ck_assert_double_ge(mone(r.body, "ballast_http_requests_total", "call=\"kv_get\",code=\"404\""),
+                        1);
+    ck_assert_double_ge(
+        mone(r.body, "ballast_http_requests_total", "call=\"kv_range\",code=\"200\""), 1);
+    ck_assert_double_eq(
+        mone(r.body, "ballast_http_requests_total", "call=\"kv_poll\",code=\"200\""), 1);
+    /* latency: put and get series, none for the long-poll */
+    count = mone(r.body, "ballast_http_request_duration_seconds_count", "call=\"kv_put\"");
+    ck_assert_double_ge(count, N);
+    ck_assert_double_eq(
+        mone(r.body, "ballast_http_request_duration_seconds_bucket", "call=\"kv_put\",le=\"+Inf\""),
+        count);
+    ck_assert_double_gt(
+        mone(r.body, "ballast_http_request_duration_seconds_sum", "call=\"kv_put\""), 0);
+    ck_assert_double_ge(
+        mone(r.body, "ballast_http_request_duration_seconds_count", "call=\"kv_get\""), M + 1);
+    msum(r.body, "ballast_http_request_duration_seconds_count", "call=\"kv_poll\"", &n);
+    ck_assert_uint_eq(n, 0);
+    /* the put buckets are cumulative */
+    end = r.body;
+    while (
+        (end = strstr(end, "ballast_http_request_duration_seconds_bucket{call=\"kv_put\",le=\"")) !=
+        NULL) {
+        double v = strtod(strchr(end, '}') + 2, NULL);
+        ck_assert_double_ge(v, prev);
+        prev = v;
+        end++;
+    }
+    ck_assert_double_eq(prev, count);
+
+    /* raft */
+    ck_assert_double_eq(mone(r.body, "ballast_raft_role", "role=\"leader\""), 1);
+    ck_assert_double_eq(msum(r.body, "ballast_raft_role", "", &n), 1);
+    ck_assert_uint_eq(n, 5);
+    ck_assert_double_eq(mone(r.body, "ballast_raft_leader_id", ""), 1);
+    ck_assert_double_ge(mone(r.body, "ballast_raft_term", ""), 1);
+    ck_assert_double_ge(mone(r.body, "ballast_raft_applied_index", ""), N);
+    ck_assert_double_ge(mone(r.body, "ballast_raft_commit_index", ""),
+                        mone(r.body, "ballast_raft_applied_index", ""));
+    ck_assert_double_ge(mone(r.body, "ballast_revision", ""), (double)rev);
+    ck_assert_double_gt(mone(r.body, "ballast_log_append_duration_seconds_count", ""), 0);
+    ck_assert_double_ge(mone(r.body, "ballast_apply_duration_seconds_count", ""), N);
+    ck_assert_double_eq(mone(r.body, "ballast_log_append_failures_total", ""), 0);
+    /* a publish of the member's attributes may be in flight, never a put */
+    ck_assert_double_lt(mone(r.body, "ballast_proposals_inflight", ""), N);
+    /* store and members */
+    ck_assert_double_gt(mone(r.body, "ballast_db_bytes", ""), 0);
+    ck_assert_double_gt(mone(r.body, "ballast_raft_log_bytes", ""), 0);
+    ck_assert_double_eq(mone(r.body, "ballast_members", "role=\"voter\""), 1);
+    ck_assert_double_eq(mone(r.body, "ballast_members", "role=\"learner\""), 0);
+    ck_assert_double_eq(mone(r.body, "ballast_members_reachable", ""), 1);
+    ck_assert_double_eq(mone(r.body, "ballast_info", "id=\"1\",name=\"member-1\""), 1);
+    ck_assert_double_ge(mone(r.body, "ballast_http_connections", ""), 1);
+
+    /* the scrape itself is counted by the next one */
+    get(&c, &r, "/metrics");
+    snprintf(filter, sizeof filter, "call=\"metrics\",code=\"200\"");
+    ck_assert_double_ge(mone(r.body, "ballast_http_requests_total", filter), 1);
+
+    /* GET and HEAD only */
+    req(&c, &r, "POST", "/metrics", NULL, NULL, 0);
+    expect_error(&r, 405, "bad_request");
+    ck_assert_str_eq(hdr_req(&r, "Allow"), "GET, HEAD");
+    send_req(&c, "HEAD", "/metrics", NULL, NULL, 0);
+    {
+        uint64_t until = deadline(WAIT_MS);
+        const char *eoh;
+        while ((eoh = c.len > 0 ? memmem(c.buf, c.len, "\r\n\r\n", 4) : NULL) == NULL) {
+            ck_assert_msg(!c.eof && uv_hrtime() < until, "no HEAD reply");
+            client_pump(&c);
+        }
+        ck_assert_msg(strncmp(c.buf, "HTTP/1.1 200 ", 13) == 0, "HEAD: %.40s", c.buf);
+        size_t head = (size_t)(eoh - c.buf) + 4;
+        ck_assert_ptr_nonnull(memmem(c.buf, head, "text/plain; version=0.0.4", 25));
+        run_for(20);
+        client_pump(&c);
+        ck_assert_uint_eq(c.len, head); /* headers only */
+        c.len = 0;
+    }
+    get(&c, &r, "/healthz"); /* the connection goes on */
+    ck_assert_int_eq(r.status, 200);
 
     resp_free(&r);
     client_close(&c);
@@ -2008,6 +2293,7 @@ static Suite *api_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_routing);
+    tcase_add_test(tc, test_metrics);
     tcase_add_test(tc, test_kv_put_get);
     tcase_add_test(tc, test_kv_raw);
     tcase_add_test(tc, test_kv_prev_and_delete);
