@@ -32,7 +32,7 @@ static const struct bl_code_row ROWS[] = {
     [15] = {"internal", "malformed command", 500},
     [16] = {"bad_request", "method not allowed", 405},
     [17] = {"no_leader", "leader unavailable", 503},
-    [18] = {"bad_request", "not implemented", 501},
+    [18] = {"internal", "internal error", 500}, /* retired code: see error.h */
     [19] = {"compacted", "revision compacted", 410},
 };
 

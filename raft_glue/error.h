@@ -30,8 +30,9 @@ enum bl_code {
     BL_EMALFORMED = -15,   /* internal, 500: an encoded command did not decode */
     BL_EMETHOD = -16,      /* bad_request, 405: method not allowed on path */
     BL_EUNAVAILABLE = -17, /* no_leader, 503: leader unreachable */
-    BL_ENOTIMPL = -18,     /* bad_request, 501: not implemented by this version */
-    BL_ECOMPACTED = -19,   /* compacted, 410: revision older than the kept history */
+    /* -18 is retired (it was "not implemented", 501, for /metrics and /v1/watch, both
+     * served now); the numbers are kept so that no code changes meaning. */
+    BL_ECOMPACTED = -19, /* compacted, 410: revision older than the kept history */
 };
 #define BL_CODE_MIN (-19)
 

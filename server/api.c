@@ -124,8 +124,8 @@ static const char *const CALL_NAMES[MC_N] = {
 };
 
 /* The statuses this API answers with; any other is counted as "other". */
-static const char *const CODE_NAMES[] = {"200", "201", "400", "401", "403", "404", "405", "410",
-                                         "412", "413", "500", "501", "503", "504", "507", "other"};
+static const char *const CODE_NAMES[] = {"200", "201", "400", "401", "403", "404", "405",  "410",
+                                         "412", "413", "500", "503", "504", "507", "other"};
 #define N_CODES (sizeof CODE_NAMES / sizeof CODE_NAMES[0])
 
 #define TAG_BITS 5
@@ -150,8 +150,8 @@ static const uint64_t APPLY_BOUNDS_NS[] = {
 /* The index of @status in CODE_NAMES. */
 static unsigned code_index(int status)
 {
-    static const int codes[] = {200, 201, 400, 401, 403, 404, 405, 410,
-                                412, 413, 500, 501, 503, 504, 507};
+    static const int codes[] = {200, 201, 400, 401, 403, 404, 405,
+                                410, 412, 413, 500, 503, 504, 507};
     _Static_assert(sizeof codes / sizeof codes[0] == N_CODES - 1, "CODE_NAMES and codes differ");
     for (unsigned i = 0; i < N_CODES - 1; i++) {
         if (codes[i] == status) {
