@@ -69,6 +69,12 @@ extern char **environ;
 
 static char fixture_dir[TC_PATH_MAX];
 static struct tc_cluster *live_clusters[MAX_LIVE_CLUSTERS];
+/* Cluster directories a failed test left behind, whose member logs
+ * tc_main() prints after check's summary, so that the failure's reason
+ * comes first in a log that a reader (or CI) shows only the head of. */
+#define MAX_FAILED_DIRS 8
+static char failed_dirs[MAX_FAILED_DIRS][TC_PATH_MAX + 300];
+static int n_failed_dirs;
 static int own_clusters; /* own-address clusters started by this process */
 
 /* --- Utilities ------------------------------------------------------------- */
@@ -875,20 +881,39 @@ static int log_filter(const struct dirent *e)
            strcmp(e->d_name + len - 4, ".log") == 0;
 }
 
-/* A cluster directory left behind: print its logs, say whether it failed. */
+static void print_cluster_logs(const char *dir);
+
+/* A cluster directory left behind: note it (its logs are printed by
+ * tc_main() at the end), say whether it failed. */
 static bool report_cluster_dir(const char *dir)
 {
     char path[2 * TC_PATH_MAX + 600];
-    struct dirent **logs = NULL;
     struct stat sb;
-    int n;
 
     snprintf(path, sizeof path, "%s/%s", dir, STOPPED_MARKER);
     if (stat(path, &sb) == 0) {
         return false; /* stopped cleanly and kept for TC_KEEP */
     }
-    fprintf(stderr, "tc: the cluster in %s was not stopped: the test failed; member logs follow\n",
-            dir);
+    if (n_failed_dirs < MAX_FAILED_DIRS) {
+        fprintf(stderr,
+                "tc: the cluster in %s was not stopped: the test failed; its member logs are "
+                "printed after the test summary\n",
+                dir);
+        snprintf(failed_dirs[n_failed_dirs++], sizeof failed_dirs[0], "%s", dir);
+        return true;
+    }
+    print_cluster_logs(dir);
+    return true;
+}
+
+/* Print the tail of every member log in cluster directory @dir. */
+static void print_cluster_logs(const char *dir)
+{
+    char path[2 * TC_PATH_MAX + 600];
+    struct dirent **logs = NULL;
+    int n;
+
+    fprintf(stderr, "tc: member logs of the failed cluster in %s follow\n", dir);
     n = scandir(dir, &logs, log_filter, alphasort);
     for (int k = 0; k < n; k++) {
         char tag[64];
@@ -898,7 +923,6 @@ static bool report_cluster_dir(const char *dir)
         free(logs[k]);
     }
     free(logs);
-    return true;
 }
 
 /* Run `nft ARGS` with its output thrown away; its exit status, or -1 when
@@ -1044,6 +1068,10 @@ int tc_main(const char *prog, Suite *(*make_suite)(void))
     sr = srunner_create(make_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
+    fflush(stdout); /* check's summary and the failures' reasons first */
+    for (int k = 0; k < n_failed_dirs; k++) {
+        print_cluster_logs(failed_dirs[k]);
+    }
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
