@@ -1936,7 +1936,9 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
 {
     uint64_t quota = cfg->quota_bytes ? cfg->quota_bytes : DEFAULT_QUOTA_BYTES;
     uint64_t headroom = quota / 4 > MAP_HEADROOM_MIN ? quota / 4 : MAP_HEADROOM_MIN;
-    struct bl_store_opts sopts = {.map_size = (size_t)(quota + headroom)};
+    /* The Raft log is the durable record: the store commits without fsync
+     * (see bl_store_discarded() for a reboot, fsm.c for snapshots). */
+    struct bl_store_opts sopts = {.map_size = (size_t)(quota + headroom), .no_sync = true};
     struct bl_transport_opts topts;
     struct bl_diskcheck_facts facts;
     char diag[BL_DISKCHECK_MSG_SIZE];
@@ -2042,6 +2044,11 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     rv = bl_store_open(path, &sopts, &m->store, errmsg);
     if (rv != 0) {
         goto err_after_alloc;
+    }
+    if (bl_store_discarded(m->store)) {
+        BL_WARN("member: the store in %s had commits not yet on disk when the machine went down "
+                "(another boot id): discarded it; it is rebuilt from the Raft snapshot and log",
+                path);
     }
     bl_fsm_init(&m->fsm, m->store);
     m->fsm.raft = &m->raft;

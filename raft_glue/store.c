@@ -121,6 +121,9 @@
 #define TMP_SUFFIX       ".tmp-replace"
 #define OLD_SUFFIX       ".old"
 #define DATA_FILE        "data.mdb"
+#define LOCK_FILE        "lock.mdb"
+#define UNSYNCED_FILE    "unsynced"
+#define BOOT_ID_PATH     "/proc/sys/kernel/random/boot_id"
 
 struct bl_txn {
     MDB_txn *txn;
@@ -145,6 +148,7 @@ struct bl_store {
     char *old_dir;      /* DIR.old */
     char *parent;       /* the directory holding DIR */
     struct bl_txn wtxn; /* the wrapper of the current write transaction */
+    bool discarded;     /* no_sync: open found the store unsynced across a reboot */
     char errmsg[BL_ERRMSG_SIZE];
 };
 
@@ -1148,6 +1152,91 @@ static const char *const TABLES[] = {"kv",     "meta",    "members", "reqids",
 #define N_TABLES   (sizeof TABLES / sizeof TABLES[0])
 #define N_REQUIRED 5
 
+/* ---- unsynced commits ------------------------------------------------------------------------ */
+
+/* This boot's id (the kernel's random boot_id), "" when it cannot be read. */
+static void boot_id(char *out, size_t size)
+{
+    FILE *f = fopen(BOOT_ID_PATH, "re");
+    out[0] = '\0';
+    if (f != NULL) {
+        if (fgets(out, (int)size, f) == NULL) {
+            out[0] = '\0';
+        }
+        fclose(f);
+    }
+    out[strcspn(out, "\n")] = '\0';
+}
+
+/* With no_sync, commits reach the page cache, not the disk: they survive the
+ * process being killed, not the machine going down. DIR/unsynced holds the
+ * boot id of the run that may have left such commits; it is written (and
+ * synced) before the first one and removed after a clean close synced
+ * everything. */
+static int mark_unsynced(struct bl_store *s)
+{
+    char path[4200], tmp[4300], id[64];
+    int fd, rv = BL_OK;
+    size_t len;
+
+    boot_id(id, sizeof id);
+    len = strlen(id);
+    snprintf(path, sizeof path, "%s/%s", s->dir, UNSYNCED_FILE);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return from_mdb(s, errno, "open: write %s", tmp);
+    }
+    if (write(fd, id, len) != (ssize_t)len || write(fd, "\n", 1) != 1 || fsync(fd) != 0) {
+        rv = from_mdb(s, errno != 0 ? errno : EIO, "open: write %s", tmp);
+    }
+    close(fd);
+    if (rv == BL_OK && rename(tmp, path) != 0) {
+        rv = from_mdb(s, errno, "open: rename %s", tmp);
+    }
+    return rv == BL_OK ? fsync_dir(s, s->dir) : rv;
+}
+
+/* Before opening: a marker left by another boot means the machine went down
+ * (or the disk was moved) while unsynced commits were in the page cache, so
+ * data.mdb may be torn: delete it. The member rebuilds it from the Raft
+ * snapshot and log, which are synced. A marker from this boot (the process
+ * was killed) keeps the store: the page cache holds every commit. */
+static int check_unsynced(struct bl_store *s)
+{
+    char path[4200], mine[64], theirs[64];
+    FILE *f;
+
+    snprintf(path, sizeof path, "%s/%s", s->dir, UNSYNCED_FILE);
+    f = fopen(path, "re");
+    if (f == NULL) {
+        return errno == ENOENT ? BL_OK : from_mdb(s, errno, "open: read %s", path);
+    }
+    if (fgets(theirs, sizeof theirs, f) == NULL) {
+        theirs[0] = '\0';
+    }
+    fclose(f);
+    theirs[strcspn(theirs, "\n")] = '\0';
+    boot_id(mine, sizeof mine);
+    if (strcmp(mine, theirs) == 0) {
+        return BL_OK;
+    }
+    const char *files[] = {DATA_FILE, LOCK_FILE};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", s->dir, files[i]);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            return from_mdb(s, errno, "open: delete unsynced %s", path);
+        }
+    }
+    s->discarded = true;
+    return fsync_dir(s, s->dir);
+}
+
+bool bl_store_discarded(const struct bl_store *s)
+{
+    return s->discarded;
+}
+
 static int env_open(struct bl_store *s)
 {
     MDB_env *env;
@@ -1194,6 +1283,13 @@ static int env_open(struct bl_store *s)
         mdb_env_close(env);
         return from_mdb(s, rc, "open: commit tables");
     }
+    if (s->opts.no_sync) {
+        int rv = mark_unsynced(s);
+        if (rv != 0) {
+            mdb_env_close(env);
+            return rv;
+        }
+    }
     s->env = env;
     s->kv = dbi[0];
     s->meta = dbi[1];
@@ -1209,6 +1305,12 @@ static int env_open(struct bl_store *s)
 static void store_free(struct bl_store *s)
 {
     if (s->env != NULL) {
+        /* With no_sync: sync everything, then the marker may go. */
+        if (s->opts.no_sync && mdb_env_sync(s->env, 1) == 0) {
+            char path[4200];
+            snprintf(path, sizeof path, "%s/%s", s->dir, UNSYNCED_FILE);
+            unlink(path);
+        }
         mdb_env_close(s->env);
     }
     free(s->dir);
@@ -1245,6 +1347,9 @@ int bl_store_open(const char *dir, const struct bl_store_opts *opts, struct bl_s
         goto err;
     }
     rv = mkdir_p(s, s->dir);
+    if (rv == 0 && s->opts.no_sync) {
+        rv = check_unsynced(s);
+    }
     if (rv != 0) {
         goto err;
     }

@@ -37,7 +37,8 @@ struct bl_txn;
 
 struct bl_store_opts {
     size_t map_size; /* LMDB map size in bytes (the store's size limit) */
-    bool no_sync;    /* commit without fsync (the Raft log is the durable record) */
+    bool no_sync;    /* commit without fsync (the Raft log is the durable record);
+                        see bl_store_discarded() for what happens after a reboot */
 };
 
 /* One stored key with its metadata. */
@@ -169,6 +170,15 @@ int bl_store_replace(struct bl_store *s, const void *image, size_t len);
 
 /* Flush everything committed to disk (needed only with no_sync). */
 int bl_store_sync(struct bl_store *s);
+
+/* With no_sync, commits survive the process being killed (they are in the
+ * page cache) but not the machine going down. The store keeps a marker file
+ * DIR/unsynced holding the boot id (/proc/sys/kernel/random/boot_id) from
+ * its open to a clean close (which syncs, then removes it). An open that
+ * finds the marker from another boot deletes the data file, which may be
+ * torn, and opens an empty store: true here then, and the caller rebuilds
+ * the contents (a member: from the Raft snapshot and log). */
+bool bl_store_discarded(const struct bl_store *s);
 
 /* Bytes in use (pages in use, not counting pages on LMDB's free list, which
  * are reused before the file grows) and the map size. */

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ck_assert for hot loops: Check records a mark point for every passing
@@ -1155,6 +1156,98 @@ START_TEST(test_open_recovers_from_interrupted_replace)
 }
 END_TEST
 
+/* A child opens the store, commits k=@value, and exits without closing it
+ * (as a killed process would), leaving its "unsynced" marker. */
+static void commit_and_die(const char *value)
+{
+    pid_t pid = fork();
+    int st;
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct bl_store *s;
+        struct bl_store_opts opts = {0, true};
+        struct bl_txn *t;
+        struct bl_kv kv = {
+            (const uint8_t *)"k", 1, (const uint8_t *)value, strlen(value), 1, 1, 1, 0};
+        if (bl_store_open(store_dir, &opts, &s, errmsg) != BL_OK ||
+            bl_store_begin(s, true, &t) != BL_OK || bl_store_kv_put(t, &kv) != BL_OK ||
+            bl_store_meta_set(t, "applied_index", 5) != BL_OK || bl_store_commit(t) != BL_OK) {
+            _exit(1);
+        }
+        _exit(0);
+    }
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child: status 0x%x", st);
+}
+
+static bool read_marker(char *out, size_t size)
+{
+    char path[200];
+    FILE *f;
+    snprintf(path, sizeof path, "%s/unsynced", store_dir);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    if (fgets(out, (int)size, f) == NULL) {
+        out[0] = '\0';
+    }
+    fclose(f);
+    out[strcspn(out, "\n")] = '\0';
+    return true;
+}
+
+START_TEST(test_unsynced_marker)
+{
+    char mine[64], marker[64], buf[64], path[200];
+    uint64_t applied;
+    struct bl_txn *t;
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(mine, sizeof mine, f));
+    fclose(f);
+    mine[strcspn(mine, "\n")] = '\0';
+
+    /* Open: marked with this boot; a clean close syncs and unmarks. */
+    ck_assert(read_marker(marker, sizeof marker));
+    ck_assert_str_eq(marker, mine);
+    ck_assert(!bl_store_discarded(store));
+    bl_store_close(store);
+    store = NULL;
+    ck_assert(!read_marker(marker, sizeof marker));
+
+    /* Killed in this boot: the page cache has the commit; kept. */
+    commit_and_die("v1");
+    ck_assert(read_marker(marker, sizeof marker));
+    open_store(store_dir, 0, &store);
+    ck_assert(!bl_store_discarded(store));
+    t = begin(store, false);
+    ck_assert_str_eq(get_str(t, "k", buf, sizeof buf), "v1");
+    bl_store_abort(t);
+    bl_store_close(store);
+    store = NULL;
+
+    /* Killed, then the machine went down (another boot id): the data file
+     * may be torn, so it is discarded and the store opens empty. */
+    commit_and_die("v2");
+    snprintf(path, sizeof path, "%s/unsynced", store_dir);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("00000000-0000-0000-0000-000000000000\n", f);
+    fclose(f);
+    open_store(store_dir, 0, &store);
+    ck_assert(bl_store_discarded(store));
+    t = begin(store, false);
+    ck_assert_ptr_null(get_str(t, "k", buf, sizeof buf));
+    ck_assert_int_eq(bl_store_meta_get(t, "applied_index", &applied), BL_OK);
+    ck_assert_uint_eq(applied, 0);
+    bl_store_abort(t);
+    ck_assert(read_marker(marker, sizeof marker));
+    ck_assert_str_eq(marker, mine);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
     Suite *s = suite_create("store");
@@ -1177,6 +1270,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, test_copy_and_replace);
     tcase_add_test(tc, test_replace_rejects_bad_images);
     tcase_add_test(tc, test_open_recovers_from_interrupted_replace);
+    tcase_add_test(tc, test_unsynced_marker);
     suite_add_tcase(s, tc);
     return s;
 }
