@@ -37,6 +37,9 @@ void bl_applier_close(struct bl_applier *a)
     free(a->buf);
     a->buf = NULL;
     a->cap = a->len = 0;
+    free(a->batch_buf);
+    a->batch_buf = NULL;
+    a->batch_cap = 0;
 }
 
 static void write_kv(struct bl_mpw *w, const struct bl_kv *kv)
@@ -630,45 +633,29 @@ static void fail(struct bl_applier *a, int rv, const char *what, uint64_t index)
              (unsigned long long)index, what, bl_strerror(rv), bl_store_errmsg(a->store));
 }
 
-int bl_apply(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmd,
-             struct bl_apply_result *res)
+/* Run @cmd inside @txn, whose store revision is *@revision (raised when
+ * the command changes something). Fills @res; its record is in a->buf.
+ * Commits nothing: on error the caller aborts the whole transaction. */
+static int apply_in(struct bl_applier *a, struct bl_txn *txn, uint64_t index, uint64_t *revision_io,
+                    const struct bl_cmd *cmd, struct bl_apply_result *res)
 {
-    struct run r = {.cmd = cmd, .code = BL_OK};
-    uint64_t applied, revision;
+    struct run r = {.txn = txn, .cmd = cmd, .code = BL_OK, .revision = *revision_io};
+    uint64_t revision;
     const void *rec;
     size_t rec_len;
     bool record = (cmd->flags & BL_CMD_F_RECORD) != 0;
     int rv;
 
     memset(res, 0, sizeof *res);
-    rv = bl_store_begin(a->store, true, &r.txn);
-    if (rv != 0) {
-        fail(a, rv, "begin", index);
-        return rv;
-    }
-    rv = bl_store_meta_get(r.txn, META_APPLIED, &applied);
-    if (rv == 0) {
-        rv = bl_store_meta_get(r.txn, META_REVISION, &r.revision);
-    }
-    if (rv != 0) {
-        goto err_after_begin;
-    }
-    if (index <= applied) {
-        bl_store_abort(r.txn);
-        res->skipped = true;
-        res->revision = r.revision;
-        return 0;
-    }
-
     if (record) {
-        rv = bl_store_reqid_get(r.txn, cmd->request_id.p, cmd->request_id.len, &rec, &rec_len);
+        rv = bl_store_reqid_get(txn, cmd->request_id.p, cmd->request_id.len, &rec, &rec_len);
         if (rv == 0) {
             struct bl_result_view v;
             if (rec_len > a->cap) {
                 uint8_t *b = realloc(a->buf, rec_len);
                 if (b == NULL) {
-                    rv = BL_ENOMEM;
-                    goto err_after_begin;
+                    fail(a, BL_ENOMEM, "store", index);
+                    return BL_ENOMEM;
                 }
                 a->buf = b;
                 a->cap = rec_len;
@@ -676,17 +663,8 @@ int bl_apply(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmd,
             memcpy(a->buf, rec, rec_len);
             a->len = rec_len;
             if (bl_result_decode(a->buf, a->len, &v) != 0) {
-                rv = BL_ECORRUPT;
-                goto err_after_begin;
-            }
-            rv = bl_store_meta_set(r.txn, META_APPLIED, index);
-            if (rv != 0) {
-                goto err_after_begin;
-            }
-            rv = bl_store_commit(r.txn);
-            if (rv != 0) {
-                fail(a, rv, "commit", index);
-                return rv;
+                fail(a, BL_ECORRUPT, "store", index);
+                return BL_ECORRUPT;
             }
             res->code = v.code;
             res->revision = v.revision;
@@ -697,7 +675,7 @@ int bl_apply(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmd,
             return 0;
         }
         if (rv != BL_ENOTFOUND) {
-            goto err_after_begin;
+            goto err;
         }
     }
 
@@ -735,7 +713,7 @@ int bl_apply(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmd,
      * changed nothing and commits only its outcome. */
     assert(rv != 0 || r.code == BL_OK || !r.changed);
     if (rv != 0) {
-        goto err_after_begin;
+        goto err;
     }
 
     revision = r.changed && cmd->type != BL_CMD_MEMBER_SET ? r.revision + 1 : r.revision;
@@ -743,40 +721,29 @@ int bl_apply(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmd,
         struct bl_mpw h = {0};
         bl_mpw_array(&h, r.n_events);
         bl_mpw_raw(&h, r.events.buf, r.events.len);
-        rv = h.error != 0 ? h.error : bl_store_history_put(r.txn, revision, h.buf, h.len);
+        rv = h.error != 0 ? h.error : bl_store_history_put(txn, revision, h.buf, h.len);
         free(h.buf);
         if (rv == 0 && revision > a->history_revisions) {
-            rv = bl_store_history_prune(r.txn, revision - a->history_revisions + 1);
+            rv = bl_store_history_prune(txn, revision - a->history_revisions + 1);
         }
         if (rv != 0) {
-            goto err_after_begin;
+            goto err;
         }
     }
     rv = write_record(a, &r, revision);
     if (rv == 0 && record) {
-        rv = bl_store_reqid_put(r.txn, cmd->request_id.p, cmd->request_id.len, revision, a->buf,
+        rv = bl_store_reqid_put(txn, cmd->request_id.p, cmd->request_id.len, revision, a->buf,
                                 a->len);
         if (rv == 0 && revision > BL_REQID_WINDOW) {
-            rv = bl_store_reqid_prune(r.txn, revision - BL_REQID_WINDOW);
+            rv = bl_store_reqid_prune(txn, revision - BL_REQID_WINDOW);
         }
     }
-    if (rv == 0) {
-        rv = bl_store_meta_set(r.txn, META_APPLIED, index);
-    }
-    if (rv == 0 && revision != r.revision) {
-        rv = bl_store_meta_set(r.txn, META_REVISION, revision);
-    }
     if (rv != 0) {
-        goto err_after_begin;
+        goto err;
     }
     free(r.prev.buf);
     free(r.events.buf);
     free(r.results.buf);
-    rv = bl_store_commit(r.txn);
-    if (rv != 0) {
-        fail(a, rv, "commit", index);
-        return rv;
-    }
     res->code = r.code;
     res->revision = revision;
     res->deleted = r.deleted;
@@ -785,15 +752,150 @@ int bl_apply(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmd,
     res->lease_granted = r.code == BL_OK ? r.lease_granted : 0;
     res->lease_ttl = r.lease_ttl;
     res->changed = revision != r.revision;
+    *revision_io = revision;
     return 0;
 
-err_after_begin:
+err:
     fail(a, rv, "store", index);
     free(r.prev.buf);
     free(r.events.buf);
     free(r.results.buf);
-    bl_store_abort(r.txn);
     return rv;
+}
+
+/* Begin the entry's write transaction; *@skip when @index was applied. */
+static int entry_begin(struct bl_applier *a, uint64_t index, struct bl_txn **txn,
+                       uint64_t *revision, bool *skip)
+{
+    uint64_t applied;
+    int rv = bl_store_begin(a->store, true, txn);
+    if (rv != 0) {
+        fail(a, rv, "begin", index);
+        return rv;
+    }
+    rv = bl_store_meta_get(*txn, META_APPLIED, &applied);
+    if (rv == 0) {
+        rv = bl_store_meta_get(*txn, META_REVISION, revision);
+    }
+    if (rv != 0) {
+        fail(a, rv, "store", index);
+        bl_store_abort(*txn);
+        return rv;
+    }
+    *skip = index <= applied;
+    if (*skip) {
+        bl_store_abort(*txn);
+    }
+    return 0;
+}
+
+/* Record @index (and @revision if it moved from @before) and commit. */
+static int entry_commit(struct bl_applier *a, struct bl_txn *txn, uint64_t index, uint64_t before,
+                        uint64_t revision)
+{
+    int rv = bl_store_meta_set(txn, META_APPLIED, index);
+    if (rv == 0 && revision != before) {
+        rv = bl_store_meta_set(txn, META_REVISION, revision);
+    }
+    if (rv != 0) {
+        fail(a, rv, "store", index);
+        bl_store_abort(txn);
+        return rv;
+    }
+    rv = bl_store_commit(txn);
+    if (rv != 0) {
+        fail(a, rv, "commit", index);
+    }
+    return rv;
+}
+
+int bl_apply(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmd,
+             struct bl_apply_result *res)
+{
+    struct bl_txn *txn;
+    uint64_t before, revision;
+    bool skip;
+    int rv;
+
+    memset(res, 0, sizeof *res);
+    rv = entry_begin(a, index, &txn, &before, &skip);
+    if (rv != 0) {
+        return rv;
+    }
+    if (skip) {
+        res->skipped = true;
+        res->revision = before;
+        return 0;
+    }
+    revision = before;
+    rv = apply_in(a, txn, index, &revision, cmd, res);
+    if (rv != 0) {
+        bl_store_abort(txn);
+        return rv;
+    }
+    return entry_commit(a, txn, index, before, revision);
+}
+
+int bl_apply_batch(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmds, uint32_t n,
+                   struct bl_apply_result *res)
+{
+    struct bl_txn *txn;
+    uint64_t before, revision;
+    size_t *offs = NULL, used = 0;
+    bool skip;
+    int rv;
+
+    memset(res, 0, n * sizeof *res);
+    rv = entry_begin(a, index, &txn, &before, &skip);
+    if (rv != 0) {
+        return rv;
+    }
+    if (skip) {
+        for (uint32_t k = 0; k < n; k++) {
+            res[k].skipped = true;
+            res[k].revision = before;
+        }
+        return 0;
+    }
+    offs = malloc((n ? n : 1) * sizeof *offs);
+    if (offs == NULL) {
+        fail(a, BL_ENOMEM, "store", index);
+        bl_store_abort(txn);
+        return BL_ENOMEM;
+    }
+    revision = before;
+    for (uint32_t k = 0; k < n; k++) {
+        rv = apply_in(a, txn, index, &revision, &cmds[k], &res[k]);
+        if (rv == 0 && used + a->len > a->batch_cap) {
+            size_t cap = a->batch_cap ? a->batch_cap : 4096;
+            uint8_t *b;
+            while (cap < used + a->len) {
+                cap *= 2;
+            }
+            b = realloc(a->batch_buf, cap);
+            if (b == NULL) {
+                fail(a, BL_ENOMEM, "store", index);
+                rv = BL_ENOMEM;
+            } else {
+                a->batch_buf = b;
+                a->batch_cap = cap;
+            }
+        }
+        if (rv != 0) {
+            free(offs);
+            bl_store_abort(txn);
+            return rv;
+        }
+        /* The record moves out of a->buf, which the next command reuses. */
+        memcpy(a->batch_buf + used, a->buf, a->len);
+        offs[k] = used;
+        used += a->len;
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        res[k].record = a->batch_buf + offs[k];
+    }
+    free(offs);
+    return entry_commit(a, txn, index, before, revision);
 }
 
 int bl_result_decode(const uint8_t *rec, size_t len, struct bl_result_view *v)

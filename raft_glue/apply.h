@@ -78,6 +78,8 @@ struct bl_applier {
     void *txn_space;            /* decoded txn ops, allocated on first use */
     uint8_t *buf;
     size_t len, cap;
+    uint8_t *batch_buf; /* a batch's result records, one after the other */
+    size_t batch_cap;
     char errmsg[256];
 };
 
@@ -90,6 +92,14 @@ void bl_applier_close(struct bl_applier *a);
  * a->errmsg set: the entry is then not applied and must be retried. */
 int bl_apply(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmd,
              struct bl_apply_result *res);
+
+/* Apply the @n commands of batch entry @index (see command.h) in order, in
+ * one write transaction: each its own command as bl_apply() would run it
+ * (its own revision, request id, watch events), then "applied_index" once.
+ * Fills @res[0..@n); their records stay valid until the next bl_apply_batch.
+ * A storage error aborts the whole entry (nothing changed), as bl_apply. */
+int bl_apply_batch(struct bl_applier *a, uint64_t index, const struct bl_cmd *cmds, uint32_t n,
+                   struct bl_apply_result *res);
 
 /* A decoded result record. */
 struct bl_result_view {

@@ -765,3 +765,94 @@ int bl_cmd_decode(const void *buf, size_t len, struct bl_cmd *cmd, char *errmsg)
     }
     return BL_OK;
 }
+
+/* ---- batches ---------------------------------------------------------- */
+
+int bl_batch_encode(const struct bl_slice *cmds, uint32_t n, void **out, size_t *len)
+{
+    static const uint8_t zeros[8] = {0};
+    struct bl_mpw w = {0};
+
+    if (n < 1 || n > BL_BATCH_MAX) {
+        return BL_EBADREQ;
+    }
+    w.cap = 16;
+    for (uint32_t k = 0; k < n; k++) {
+        w.cap += cmds[k].len + 5;
+    }
+    w.buf = malloc(w.cap + 8);
+    if (w.buf == NULL) {
+        return BL_ENOMEM;
+    }
+    w.cap += 8;
+    bl_mpw_array(&w, 3 + n);
+    bl_mpw_uint(&w, BL_CMD_VERSION);
+    bl_mpw_uint(&w, BL_CMD_BATCH);
+    bl_mpw_uint(&w, n);
+    for (uint32_t k = 0; k < n; k++) {
+        bl_mpw_bin(&w, cmds[k].p, cmds[k].len);
+    }
+    bl_mpw_raw(&w, zeros, (8 - w.len % 8) % 8);
+    if (w.error != 0) {
+        free(w.buf);
+        return BL_ENOMEM;
+    }
+    *out = w.buf;
+    *len = w.len;
+    return BL_OK;
+}
+
+bool bl_cmd_is_batch(const void *buf, size_t len)
+{
+    struct reader r = {buf, len, 0, NULL};
+    uint64_t count = 0, version = 0, type = 0;
+    return buf != NULL && get_array(&r, &count) == 0 && count >= 3 &&
+           get_uint(&r, "version", &version) == 0 && version == BL_CMD_VERSION &&
+           get_uint(&r, "type", &type) == 0 && type == BL_CMD_BATCH;
+}
+
+int bl_batch_decode(const void *buf, size_t len, struct bl_slice *cmds, uint32_t *n, char *errmsg)
+{
+    struct reader r = {buf, len, 0, errmsg};
+    uint64_t count = 0, version = 0, type = 0, m = 0;
+    int rv;
+
+    if (buf == NULL) {
+        return fail(&r, "no buffer");
+    }
+    rv = get_array(&r, &count);
+    if (rv == 0) {
+        rv = get_uint(&r, "version", &version);
+    }
+    if (rv == 0) {
+        rv = get_uint(&r, "type", &type);
+    }
+    if (rv == 0) {
+        rv = get_uint(&r, "count", &m);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (version != BL_CMD_VERSION || type != BL_CMD_BATCH) {
+        return fail(&r, "not a batch (version %" PRIu64 ", type %" PRIu64 ")", version, type);
+    }
+    if (m < 1 || m > BL_BATCH_MAX || count != 3 + m) {
+        return fail(&r, "batch of %" PRIu64 " commands in an array of %" PRIu64, m, count);
+    }
+    for (uint32_t k = 0; k < (uint32_t)m; k++) {
+        rv = get_bin(&r, "batched command", 1, SIZE_MAX, &cmds[k]);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    if (len - r.off > 7) {
+        return fail(&r, "%zu bytes after the batch (at most 7 bytes of padding)", len - r.off);
+    }
+    for (size_t i = r.off; i < len; i++) {
+        if (r.p[i] != 0) {
+            return fail(&r, "non-zero padding byte 0x%02x at offset %zu", r.p[i], i);
+        }
+    }
+    *n = (uint32_t)m;
+    return BL_OK;
+}

@@ -19,6 +19,14 @@
  *   BL_CMD_LEASE_GRANT:  lease(uint), ttl(uint), flags(uint)
  *   BL_CMD_LEASE_REVOKE: lease(uint), flags(uint)
  *
+ * A batch entry (group commit: the writes a leader received in one event
+ * loop iteration, in one Raft entry) has no request id of its own:
+ *
+ *   [1, BL_CMD_BATCH, n(uint), command_1(bin), ..., command_n(bin)]
+ *
+ * where each command is an encoded command as above (with its padding),
+ * 1 <= n <= BL_BATCH_MAX. The whole entry is zero-padded to 8 bytes too.
+ *
  * Decoding never copies: the slices of a decoded command point into the
  * buffer it was decoded from and stay valid while that buffer does. Every
  * length is checked against the buffer before it is read; anything that is
@@ -54,7 +62,11 @@ enum bl_cmd_type {
     BL_CMD_TXN = 5,
     BL_CMD_LEASE_GRANT = 6,
     BL_CMD_LEASE_REVOKE = 7,
+    BL_CMD_BATCH = 8, /* only as a batch entry's type, see above */
 };
+
+/* Commands in one batch entry at most. */
+#define BL_BATCH_MAX 1024
 
 /* Transactions: at most this many compares, and ops per branch. */
 #define BL_TXN_MAX_OPS 128
@@ -154,5 +166,18 @@ int bl_cmd_decode(const void *buf, size_t len, struct bl_cmd *cmd, char *errmsg)
  * arrays (BL_TXN_MAX_OPS entries each) the caller provides; slices point
  * into the command's buffer. Returns BL_OK or BL_EMALFORMED. */
 int bl_txn_decode(const struct bl_cmd *cmd, struct bl_txn_req *out, char *errmsg);
+
+/* Encode the batch entry of the @n (1..BL_BATCH_MAX) encoded commands
+ * @cmds into a new malloc'd buffer (*@out, *@len bytes, a multiple of 8),
+ * owned by the caller as for bl_cmd_encode(). BL_OK, BL_EBADREQ, BL_ENOMEM. */
+int bl_batch_encode(const struct bl_slice *cmds, uint32_t n, void **out, size_t *len);
+
+/* True when @buf holds a batch entry (by its header; decode to check it). */
+bool bl_cmd_is_batch(const void *buf, size_t len);
+
+/* Split batch entry @buf into its commands: @cmds (BL_BATCH_MAX slices,
+ * caller-provided) point into @buf, *@n is their count. Each is then
+ * decoded with bl_cmd_decode(). BL_OK or BL_EMALFORMED (@errmsg). */
+int bl_batch_decode(const void *buf, size_t len, struct bl_slice *cmds, uint32_t *n, char *errmsg);
 
 #endif /* BALLAST_COMMAND_H */

@@ -42,6 +42,53 @@ static int to_raft(int rv)
     }
 }
 
+static int apply_batch(struct bl_fsm *f, uint64_t index, const struct raft_buffer *buf,
+                       void **result)
+{
+    struct bl_slice slices[BL_BATCH_MAX];
+    char msg[256];
+    uint32_t n = 0;
+    int rv;
+
+    if (f->batch_cmds == NULL) {
+        f->batch_cmds = calloc(BL_BATCH_MAX, sizeof *f->batch_cmds);
+        f->batch_res = calloc(BL_BATCH_MAX, sizeof *f->batch_res);
+        if (f->batch_cmds == NULL || f->batch_res == NULL) {
+            return RAFT_NOMEM; /* retried: nothing was applied */
+        }
+    }
+    rv = bl_batch_decode(buf->base, buf->len, slices, &n, msg);
+    for (uint32_t k = 0; rv == 0 && k < n; k++) {
+        rv = bl_cmd_decode(slices[k].p, slices[k].len, &f->batch_cmds[k], msg);
+    }
+    if (rv != 0) {
+        snprintf(f->errmsg, sizeof f->errmsg, "batch entry %llu does not decode: %.200s",
+                 (unsigned long long)index, msg);
+        BL_ERROR("fsm: %s", f->errmsg);
+        return RAFT_MALFORMED;
+    }
+    rv = bl_apply_batch(&f->applier, index, f->batch_cmds, n, f->batch_res);
+    if (rv != 0) {
+        memcpy(f->errmsg, f->applier.errmsg, sizeof f->errmsg);
+        BL_ERROR("fsm: %s", f->errmsg);
+        return to_raft(rv);
+    }
+    for (uint32_t k = 0; k < n; k++) {
+        const struct bl_apply_result *r = &f->batch_res[k];
+        if (!r->replayed && !r->skipped) {
+            f->revision = r->revision;
+        }
+        if (f->on_apply != NULL && !r->skipped) {
+            f->on_apply(f->hook_arg, r);
+        }
+    }
+    f->applied_index = index;
+    f->batch.n = n;
+    f->batch.res = f->batch_res;
+    *result = &f->batch;
+    return 0;
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct bl_fsm *f = fsm_of(fsm);
@@ -49,6 +96,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     struct bl_cmd cmd;
     char msg[256];
     int rv;
+
+    if (bl_cmd_is_batch(buf->base, buf->len)) {
+        return apply_batch(f, index, buf, result);
+    }
 
     rv = bl_cmd_decode(buf->base, buf->len, &cmd, msg);
     if (rv != 0) {
@@ -260,4 +311,8 @@ void bl_fsm_init(struct bl_fsm *f, struct bl_store *store)
 void bl_fsm_close(struct bl_fsm *f)
 {
     bl_applier_close(&f->applier);
+    free(f->batch_cmds);
+    free(f->batch_res);
+    f->batch_cmds = NULL;
+    f->batch_res = NULL;
 }

@@ -2,7 +2,9 @@
  *
  * apply decodes the entry (command.h) and hands it to the applier
  * (apply.h) with the entry's index, which raft does not pass: it is
- * raft->last_applied + 1 while raft applies an entry. The result of the last
+ * raft->last_applied + 1 while raft applies an entry. A batch entry applies
+ * its commands in one LMDB transaction (bl_apply_batch) and calls on_apply
+ * for each of them, in order, after the commit. The result of the last
  * apply stays in the fsm until the next one, so the proposer's callback,
  * which raft calls right after apply, can read it.
  *
@@ -33,9 +35,18 @@ struct bl_fsm {
     struct bl_store *store;
     struct bl_applier applier;
     struct bl_apply_result last; /* result of the last applied command */
-    uint64_t revision;           /* store revision of the applied state */
-    uint64_t applied_index;      /* index of the last command applied */
-    uint64_t snap_applied;       /* store applied index noted by snapshot */
+    /* A batch entry (command.h): its decoded commands and their results
+     * (BL_BATCH_MAX each, allocated on the first batch). The result raft
+     * hands the proposer of a batch is &batch (struct bl_fsm_batch). */
+    struct bl_cmd *batch_cmds;
+    struct bl_apply_result *batch_res;
+    struct bl_fsm_batch {
+        uint32_t n;
+        const struct bl_apply_result *res;
+    } batch;
+    uint64_t revision;      /* store revision of the applied state */
+    uint64_t applied_index; /* index of the last command applied */
+    uint64_t snap_applied;  /* store applied index noted by snapshot */
     unsigned snapshots_taken;
     unsigned restores;
     /* Optional hooks, on the loop thread: after every applied command (its

@@ -781,6 +781,13 @@ static void write_done(void *arg, int status, const struct bl_apply_result *res)
     unsigned n_extra = 0;
 
     a->pending--;
+    if (status == BL_ENOLEADER) {
+        /* Leadership moved before the write reached raft (group commit
+         * queues it until the end of the loop iteration): not proposed,
+         * so it is relayed to the new leader as a refused proposal is. */
+        forward(c);
+        return;
+    }
     if (status == BL_ETIMEOUT) {
         respond_error(a, c->ex, BL_ETIMEOUT,
                       "outcome unknown: the write was proposed but its commit could not be "

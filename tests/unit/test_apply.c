@@ -374,6 +374,91 @@ START_TEST(test_storage_error_changes_nothing)
 }
 END_TEST
 
+/* A batch entry applies its commands in order in one transaction: each
+ * gets its own revision and outcome, a failed compare in the middle changes
+ * nothing but its own outcome, a request id repeated inside the batch is
+ * replayed, and the entry's index is recorded once. */
+START_TEST(test_batch_applies_each_command)
+{
+    struct bl_cmd c[5];
+    struct bl_apply_result r[5];
+    struct bl_result_view v;
+    struct bl_kv kv;
+    char buf[64];
+
+    put("a", "0", BL_CAS_NONE); /* revision 1, index 1 */
+    c[0] = cmd_of(BL_CMD_PUT, "a", "1", BL_CAS_NONE);
+    c[1] = cmd_of(BL_CMD_PUT, "b", "2", 0);
+    c[2] = cmd_of(BL_CMD_PUT, "a", "x", 99); /* cas miss */
+    c[3] = cmd_of(BL_CMD_PUT, "c", "3", BL_CAS_NONE);
+    c[3].request_id.p = (const uint8_t *)"req-9";
+    c[3].request_id.len = 5;
+    c[3].flags = BL_CMD_F_RECORD;
+    c[4] = c[3]; /* a retry of the same request in the same batch */
+    c[4].value.p = (const uint8_t *)"other";
+    c[4].value.len = 5;
+    ck_assert_int_eq(bl_apply_batch(&applier, next_index++, c, 5, r), 0);
+    ck_assert_uint_eq(r[0].revision, 2);
+    ck_assert_uint_eq(r[1].revision, 3);
+    ck_assert_int_eq(r[2].code, BL_ECASFAILED);
+    ck_assert_uint_eq(r[2].revision, 3);
+    ck_assert(!r[2].changed);
+    ck_assert_uint_eq(r[3].revision, 4);
+    ck_assert(!r[3].replayed);
+    ck_assert(r[4].replayed);
+    ck_assert_uint_eq(r[4].revision, 4);
+    /* Every record is its own, still readable after the whole batch. */
+    for (int k = 0; k < 5; k++) {
+        ck_assert_int_eq(bl_result_decode(r[k].record, r[k].record_len, &v), 0);
+        ck_assert_uint_eq(v.revision, r[k].revision);
+        ck_assert_int_eq(v.code, r[k].code);
+    }
+    ck_assert_uint_eq(meta("applied_index"), 2);
+    ck_assert_uint_eq(meta("revision"), 4);
+    ck_assert_int_eq(get("a", &kv, buf, sizeof buf), 0);
+    ck_assert_str_eq(buf, "1");
+    ck_assert_uint_eq(kv.version, 2);
+    ck_assert_int_eq(get("c", &kv, buf, sizeof buf), 0);
+    ck_assert_str_eq(buf, "3");
+
+    /* Replayed after a restart: skipped whole, nothing changes. */
+    c[0] = cmd_of(BL_CMD_PUT, "a", "again", BL_CAS_NONE);
+    ck_assert_int_eq(bl_apply_batch(&applier, 2, c, 2, r), 0);
+    ck_assert(r[0].skipped && r[1].skipped);
+    ck_assert_int_eq(get("a", &kv, buf, sizeof buf), 0);
+    ck_assert_str_eq(buf, "1");
+    ck_assert_uint_eq(meta("revision"), 4);
+}
+END_TEST
+
+/* A storage error in the middle of a batch aborts the whole entry. */
+START_TEST(test_batch_storage_error_changes_nothing)
+{
+    static char big[512 * 1024];
+    struct bl_cmd c[8];
+    struct bl_apply_result r[8];
+    char keys[8][16], cmd[300];
+    struct bl_kv kv;
+    char buf[64];
+
+    bl_applier_close(&applier);
+    bl_store_close(store);
+    snprintf(cmd, sizeof cmd, "rm -rf %s/*", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    open_store(2 << 20);
+    put("small", "v", BL_CAS_NONE);
+    memset(big, 'x', sizeof big - 1);
+    for (int k = 0; k < 8; k++) {
+        snprintf(keys[k], sizeof keys[k], "big-%d", k);
+        c[k] = cmd_of(BL_CMD_PUT, keys[k], big, BL_CAS_NONE);
+    }
+    ck_assert_int_eq(bl_apply_batch(&applier, next_index, c, 8, r), BL_ENOSPACE);
+    ck_assert_uint_eq(meta("applied_index"), next_index - 1);
+    ck_assert_uint_eq(meta("revision"), 1);
+    ck_assert_int_eq(get("big-0", &kv, buf, sizeof buf), BL_ENOTFOUND);
+}
+END_TEST
+
 static Suite *apply_suite(void)
 {
     Suite *s = suite_create("apply");
@@ -387,6 +472,8 @@ static Suite *apply_suite(void)
     tcase_add_test(tc, test_request_id_replay);
     tcase_add_test(tc, test_member_set);
     tcase_add_test(tc, test_storage_error_changes_nothing);
+    tcase_add_test(tc, test_batch_applies_each_command);
+    tcase_add_test(tc, test_batch_storage_error_changes_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

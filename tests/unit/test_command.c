@@ -699,6 +699,69 @@ START_TEST(test_decode_padding)
 }
 END_TEST
 
+START_TEST(test_batch_round_trip)
+{
+    char errmsg[BL_ERRMSG_SIZE];
+    struct bl_cmd c1 = put_cmd("r1", "key", 3, "value", 5), out;
+    struct bl_cmd c2 = put_cmd("r2", "k2", 2, "", 0);
+    struct bl_slice cmds[2], got[BL_BATCH_MAX];
+    void *b1, *b2, *batch;
+    size_t l1, l2, len;
+    uint32_t n = 0;
+
+    ck_assert_int_eq(bl_cmd_encode(&c1, &b1, &l1), BL_OK);
+    ck_assert_int_eq(bl_cmd_encode(&c2, &b2, &l2), BL_OK);
+    cmds[0] = sl(b1, l1);
+    cmds[1] = sl(b2, l2);
+    ck_assert_int_eq(bl_batch_encode(cmds, 2, &batch, &len), BL_OK);
+    ck_assert_uint_eq(len % 8, 0);
+    ck_assert(bl_cmd_is_batch(batch, len));
+    ck_assert(!bl_cmd_is_batch(b1, l1));
+    ck_assert_int_eq(bl_batch_decode(batch, len, got, &n, errmsg), BL_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(got[1].len, l2);
+    ck_assert_int_eq(memcmp(got[1].p, b2, l2), 0);
+    ck_assert_int_eq(bl_cmd_decode(got[0].p, got[0].len, &out, errmsg), BL_OK);
+    ck_assert_uint_eq(out.key.len, 3);
+    ck_assert_int_eq(memcmp(out.value.p, "value", 5), 0);
+    /* A plain decoder refuses a batch: it is no command of its own. */
+    ck_assert_int_eq(bl_cmd_decode(batch, len, &out, errmsg), BL_EMALFORMED);
+    /* Every truncation of it is refused. */
+    for (size_t cut = 0; cut + 8 <= len; cut++) {
+        ck_assert_int_eq(bl_batch_decode(batch, cut, got, &n, errmsg), BL_EMALFORMED);
+    }
+    /* Out of range counts. */
+    ck_assert_int_eq(bl_batch_encode(cmds, 0, &batch, &len), BL_EBADREQ);
+    ck_assert_int_eq(bl_batch_encode(cmds, BL_BATCH_MAX + 1, &batch, &len), BL_EBADREQ);
+    free(batch);
+    free(b1);
+    free(b2);
+}
+END_TEST
+
+START_TEST(test_batch_decode_rejects)
+{
+    char errmsg[BL_ERRMSG_SIZE];
+    struct bl_slice got[BL_BATCH_MAX];
+    uint32_t n;
+    /* [1, 8, 2, bin "a"] : says 2 commands, holds 1 */
+    static const uint8_t short_batch[] = {0x94, 0x01, 0x08, 0x02, 0xc4, 0x01, 'a', 0x00};
+    /* [1, 8, 0] : an empty batch */
+    static const uint8_t empty[] = {0x93, 0x01, 0x08, 0x00, 0, 0, 0, 0};
+    /* [1, 8, 1, str "a"] : a command must be bin */
+    static const uint8_t not_bin[] = {0x94, 0x01, 0x08, 0x01, 0xa1, 'a', 0, 0};
+    /* [1, 8, 1, bin "a"] then junk in the padding */
+    static const uint8_t junk[] = {0x94, 0x01, 0x08, 0x01, 0xc4, 0x01, 'a', 0x07};
+
+    ck_assert_int_eq(bl_batch_decode(short_batch, sizeof short_batch, got, &n, errmsg),
+                     BL_EMALFORMED);
+    ck_assert_int_eq(bl_batch_decode(empty, sizeof empty, got, &n, errmsg), BL_EMALFORMED);
+    ck_assert_int_eq(bl_batch_decode(not_bin, sizeof not_bin, got, &n, errmsg), BL_EMALFORMED);
+    ck_assert_int_eq(bl_batch_decode(junk, sizeof junk, got, &n, errmsg), BL_EMALFORMED);
+    ck_assert_ptr_nonnull(strstr(errmsg, "padding"));
+}
+END_TEST
+
 START_TEST(test_decode_wide_forms)
 {
     /* A foreign encoder may use array16 and wider integer forms. */
@@ -806,6 +869,8 @@ static Suite *command_suite(void)
     tcase_add_test(tc, test_decode_padding);
     tcase_add_test(tc, test_decode_wide_forms);
     tcase_add_test(tc, test_decode_garbage);
+    tcase_add_test(tc, test_batch_round_trip);
+    tcase_add_test(tc, test_batch_decode_rejects);
     suite_add_tcase(s, tc);
     return s;
 }
