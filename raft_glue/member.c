@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "backup.h"
+#include "confguard.h"
 #include "crashpoint.h"
 #include "error.h"
 #include "fsm.h"
@@ -140,6 +141,12 @@ struct bl_member {
     void *fatal_arg;
     bool fatal_reported;
     int append_failed; /* the first failed log append's raft code, or 0 */
+    /* The uv backend's start, and raft's receive callback, which
+     * wrapped_recv() calls after the configuration guard. */
+    int (*uv_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
+    raft_io_recv_cb raft_recv;
+    struct bl_confguard confguard;
+    bool guard_fatal; /* the guard met a rollback it cannot do */
     /* The FSM's apply, which timed_apply() calls. */
     int (*fsm_apply)(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result);
     void (*timing_cb)(void *arg, int what, uint64_t ns);
@@ -1189,7 +1196,8 @@ static void watch_cb(uv_timer_t *t)
         m->last_state = state;
         m->last_leader = leader;
     }
-    if ((state == RAFT_UNAVAILABLE || m->append_failed != 0) && !m->closing && !m->fatal_reported) {
+    if ((state == RAFT_UNAVAILABLE || m->append_failed != 0 || m->guard_fatal) && !m->closing &&
+        !m->fatal_reported) {
         /* canonical/raft turns unavailable for good after an error it
          * cannot go on from (an entry could not be applied: e.g. the disk
          * filled up under the store), and a failed log append leaves a
@@ -1202,6 +1210,10 @@ static void watch_cb(uv_timer_t *t)
                      m->append_failed == RAFT_NOSPACE ? "no space left on the data dir's disk"
                                                       : raft_strerror(m->append_failed),
                      raft_errmsg(&m->raft));
+        } else if (m->guard_fatal) {
+            snprintf(why, sizeof why,
+                     "a membership change must be rolled back and canonical/raft 0.15 cannot "
+                     "(see confguard.h)");
         } else {
             snprintf(why, sizeof why, "%s", raft_errmsg(&m->raft));
         }
@@ -1902,6 +1914,34 @@ static int wrapped_append(struct raft_io *io, struct raft_io_append *req,
     return rv;
 }
 
+/* Every message raft receives passes the configuration guard first (see
+ * confguard.h: canonical/raft 0.15 crashes rolling back a membership change
+ * whose committed predecessor was compacted away). */
+static void wrapped_recv(struct raft_io *io, struct raft_message *msg)
+{
+    struct raft *r = io->data;
+    struct bl_member *m = r->data;
+    int what = bl_confguard_before_recv(&m->confguard, r, msg);
+
+    if (what == BL_CONFGUARD_DELIVER) {
+        m->raft_recv(io, msg);
+        return;
+    }
+    bl_confguard_free_msg(msg);
+    if (what == BL_CONFGUARD_FATAL) {
+        m->guard_fatal = true; /* watch_cb reports it: ballastd exits 1 */
+    }
+}
+
+static int wrapped_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                         raft_io_recv_cb recv)
+{
+    struct raft *r = io->data;
+    struct bl_member *m = r->data;
+    m->raft_recv = recv;
+    return m->uv_start(io, msecs, tick, wrapped_recv);
+}
+
 /* ---- backups ------------------------------------------------------------------------------ */
 
 struct backup_work {
@@ -2225,6 +2265,9 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     m->io.async_work = io_async_work;
     m->uv_append = m->io.append;
     m->io.append = wrapped_append;
+    m->uv_start = m->io.start;
+    m->io.start = wrapped_start;
+    bl_confguard_init(&m->confguard);
 
     rv = raft_init(&m->raft, &m->io, &m->fsm.fsm, m->id, m->peer_url);
     if (rv != 0) {
@@ -2348,6 +2391,7 @@ err_after_transport:
     bl_transport_close(&m->transport);
 err_after_store:
     bl_fsm_close(&m->fsm);
+    bl_confguard_close(&m->confguard);
     bl_store_close(m->store);
 err_after_alloc:
     member_free(m);
@@ -2396,6 +2440,7 @@ static void raft_closed_cb(struct raft *r)
     reads_complete(&m->reads_inflight, BL_ESHUTDOWN);
     reads_complete(&m->reads_next, BL_ESHUTDOWN);
     bl_fsm_close(&m->fsm);
+    bl_confguard_close(&m->confguard);
     bl_store_close(m->store);
     m->store = NULL;
     BL_INFO("member %" PRIu64 ": raft closed", m->id);

@@ -1066,6 +1066,85 @@ START_TEST(concurrent_writes_share_raft_entries)
 }
 END_TEST
 
+/* The leader appends a membership change (removing a follower) that never
+ * commits, and the next leader's log overwrites it, after snapshots have
+ * compacted the last committed configuration's entry out of every log.
+ * canonical/raft 0.15 then crashes in membershipRollback() (upstream issues
+ * #250/#323); the configuration guard rolls back from its own copy. Made
+ * deterministic: kill -9 both followers, ask the leader to remove one (it
+ * appends the entry, cannot commit it), pause the leader (SIGSTOP), restart
+ * the followers (they elect a leader and write over that index), resume
+ * the old leader. It must survive, follow, keep all three members
+ * and apply new writes. */
+START_TEST(uncommitted_removal_rolled_back_after_compaction)
+{
+    static const char *const args[] = {"--snapshot-threshold", "24", "--snapshot-trailing", "4",
+                                       NULL};
+    struct tc_cluster *c = tc_cluster_start_args(3, args);
+    int old = tc_wait_stable(c, 30000), f1 = (old + 1) % 3, f2 = (old + 2) % 3, leader = -1;
+    struct tc_response r;
+    struct tc_status st;
+    char target[64], err[128], key[32];
+    int64_t deadline;
+    uint64_t rev = 0;
+
+    for (int k = 0; k < 100; k++) {
+        snprintf(key, sizeof key, "fill/%d", k);
+        rev = tc_put(c, old, key, "x", 1);
+    }
+    for (int i = 0; i < 3; i++) {
+        tc_wait_applied(c, i, rev, 10000);
+    }
+
+    /* Followers killed, not paused: a paused one would still find the
+     * entry in its socket buffer when resumed. */
+    tc_member_kill(c, f1, SIGKILL);
+    tc_member_kill(c, f2, SIGKILL);
+    snprintf(target, sizeof target, "/v1/members/%" PRIu64, c->members[f1].id);
+    /* It cannot commit: the answer does not come in time, and need not. */
+    tc_http_ex(tc_addr(c, old), 300, "DELETE", target, NULL, 0, NULL, &r);
+    tc_response_free(&r);
+    kill(c->members[old].pid, SIGSTOP);
+    tc_member_restart(c, f1);
+    tc_member_restart(c, f2);
+
+    deadline = tc_now_ms() + 20000;
+    while (leader < 0) {
+        for (int i = 0; i < 3 && leader < 0; i++) {
+            if (i != old && tc_get_status(c, i, &st, err, sizeof err) == 0 &&
+                strcmp(st.role, "leader") == 0) {
+                leader = i;
+            }
+        }
+        ck_assert_msg(leader >= 0 || tc_now_ms() < deadline, "no leader among the resumed two");
+        tc_sleep_ms(50);
+    }
+    for (int k = 0; k < 10; k++) {
+        snprintf(key, sizeof key, "after/%d", k);
+        rev = tc_put(c, leader, key, "y", 1);
+    }
+    kill(c->members[old].pid, SIGCONT);
+
+    tc_wait_applied(c, old, rev, 20000);
+    tc_check_running(c);
+    ck_assert_msg(log_contains(c, old, "confguard: rolled back"),
+                  "%s did not roll back through the guard: see %s", c->members[old].name,
+                  c->members[old].log_path);
+    ck_assert_int_eq(
+        tc_http(tc_addr(c, old), "GET", "/v1/members?consistency=serializable", NULL, 0, NULL, &r),
+        0);
+    ck_assert_msg(r.status == 200 && tc_json_len(r.body, "") == 3,
+                  "members after the rollback: %d %s", r.status, r.body);
+    tc_response_free(&r);
+    leader = tc_wait_stable(c, 30000);
+    rev = tc_put(c, leader, "last", "z", 1);
+    for (int i = 0; i < 3; i++) {
+        tc_wait_applied(c, i, rev, 10000);
+    }
+    tc_cluster_stop(c);
+}
+END_TEST
+
 static Suite *cluster_suite(void)
 {
     Suite *s = suite_create("cluster");
@@ -1086,6 +1165,8 @@ static Suite *cluster_suite(void)
     tc_add_case(s, "leader_transfer_on_demand", leader_transfer_on_demand, 120);
     tc_add_case(s, "concurrent_writes_share_raft_entries", concurrent_writes_share_raft_entries,
                 120);
+    tc_add_case(s, "uncommitted_removal_rolled_back_after_compaction",
+                uncommitted_removal_rolled_back_after_compaction, 120);
     return s;
 }
 
