@@ -72,7 +72,7 @@
 
 #include "error.h"
 
-#define CLIENT_MAX_IDLE         8           /* idle connections kept per destination */
+#define CLIENT_MAX_IDLE         256         /* idle connections kept per destination */
 #define CLIENT_MAX_BODY         (64u << 20) /* largest response body accepted */
 #define CLIENT_MAX_HEADER_BYTES (64u << 10) /* largest response header section */
 #define CLIENT_READ_SIZE        65536       /* read buffer of each connection */
