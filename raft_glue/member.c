@@ -760,6 +760,11 @@ int bl_member_read_barrier(struct bl_member *m, bl_read_cb cb, void *arg)
     return 0;
 }
 
+uint64_t bl_member_barrier_index(struct bl_member *m)
+{
+    return m->barrier.index; /* reads_complete() runs before the next barrier starts */
+}
+
 int bl_member_read_begin(struct bl_member *m, struct bl_txn **txn)
 {
     return bl_store_begin(m->store, false, txn);

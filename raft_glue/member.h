@@ -241,6 +241,12 @@ int bl_member_lease_keepalive(struct bl_member *m, uint64_t id, uint64_t *ttl);
 int bl_member_lease_remaining(struct bl_member *m, uint64_t id, uint64_t *remaining_ms,
                               uint64_t *ttl);
 
+/* During a bl_member_read_barrier() callback with status BL_OK: the index
+ * of the barrier entry that confirmed the leadership. Every entry committed
+ * before the reads were queued lies below it (a follower that applied
+ * index - 1 may serve them: GET /v1/internal/readindex). */
+uint64_t bl_member_barrier_index(struct bl_member *m);
+
 /* Begin a read transaction on the applied state (serializable). The caller
  * ends it with bl_store_abort(). */
 int bl_member_read_begin(struct bl_member *m, struct bl_txn **txn);

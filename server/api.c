@@ -13,6 +13,7 @@
  * write whose outcome Raft cannot tell (leadership lost after append,
  * timeout) is 504 timeout, never an error that claims nothing happened. */
 #include "api.h"
+
 #include "txn.h"
 
 #include <inttypes.h>
@@ -56,6 +57,7 @@ enum call_kind {
     CALL_LEASE_KEEPALIVE,
     CALL_LEASE_GET,
     CALL_LEASE_LIST,
+    CALL_READINDEX,
 };
 
 /* One request that waits on Raft or on the leader. */
@@ -79,6 +81,7 @@ struct call {
     uint64_t lease; /* ?lease=, a lease call's id */
     uint64_t ttl;   /* ?ttl= in seconds, a grant's TTL */
     struct bl_txn_parsed *txn;
+    struct bl_readindex_waiter ri; /* a linearizable read on a follower */
     size_t key_len, after_len;
     char reqid[BL_CMD_REQUEST_ID_MAX + 1];
     uint8_t key[BL_KEY_MAX];
@@ -747,12 +750,35 @@ static void read_ready(void *arg, int status)
     call_free(c);
 }
 
+/* A follower's linearizable read whose read index came back (readindex.h). */
+static void read_index_ready(void *arg, int status)
+{
+    struct call *c = arg;
+    c->a->pending--;
+    if (status == 0) {
+        serve_read(c);
+        call_free(c);
+    } else if (status == BL_EUNAVAILABLE && !c->a->closing && c->a->member != NULL) {
+        forward(c); /* not confirmed: relay it, as before read indexes */
+    } else {
+        respond_error(c->a, c->ex, BL_ESHUTDOWN, "member is shutting down");
+        call_free(c);
+    }
+}
+
 static void kv_read(struct call *c)
 {
+    struct bl_api *a = c->a;
     int rv;
     if (c->serializable) {
         serve_read(c);
         call_free(c);
+        return;
+    }
+    if (a->ri != NULL && !bl_member_is_leader(a->member) &&
+        bl_http_header_get(c->ex, "X-Ballast-Forwarded-By", NULL) == NULL) {
+        bl_readindex_wait(a->ri, &c->ri, read_index_ready, c);
+        a->pending++;
         return;
     }
     rv = bl_member_read_barrier(c->a->member, read_ready, c);
@@ -1867,6 +1893,24 @@ static void handle_metrics(struct bl_api *a, struct bl_http_exchange *ex)
                           a->hub != NULL ? bl_watch_hub_waits(a->hub) : 0);
     bl_metrics_text_gauge(&t, "ballast_http_connections", "Open client connections.",
                           a->http != NULL ? bl_http_server_connections(a->http) : 0);
+    {
+        uint64_t served = 0, relayed = 0, requests = 0;
+        if (a->ri != NULL) {
+            bl_readindex_counts(a->ri, &served, &relayed, &requests);
+        }
+        bl_metrics_text_family(&t, "ballast_read_index_reads_total", "counter",
+                               "Linearizable reads that reached this member as a follower: "
+                               "served here after a read index from the leader, or relayed to "
+                               "the leader because none could be had.");
+        l[0] = (struct bl_metric_label){"outcome", "served"};
+        bl_metrics_text_sample(&t, "ballast_read_index_reads_total", l, 1, served);
+        l[0] = (struct bl_metric_label){"outcome", "relayed"};
+        bl_metrics_text_sample(&t, "ballast_read_index_reads_total", l, 1, relayed);
+        bl_metrics_text_family(&t, "ballast_read_index_requests_total", "counter",
+                               "Read index requests this follower sent to the leader (one "
+                               "covers every read that arrived in one event loop pass).");
+        bl_metrics_text_sample(&t, "ballast_read_index_requests_total", NULL, 0, requests);
+    }
     if (t.err != 0) {
         bl_metrics_text_free(&t);
         respond_error(a, ex, BL_ENOMEM, "out of memory rendering the metrics");
@@ -1877,6 +1921,54 @@ static void handle_metrics(struct bl_api *a, struct bl_http_exchange *ex)
 }
 
 /* POST /v1/internal/publish: a follower's MEMBER_SET command, proposed by the leader. */
+/* GET /v1/internal/readindex (leader): once a barrier proposed now has
+ * committed, the index just below it (every entry committed before the
+ * request arrived is at or below it). A follower serves linearizable reads
+ * once it has applied that far (readindex.h). */
+static void read_index_barrier_done(void *arg, int status)
+{
+    struct call *c = arg;
+    struct bl_api *a = c->a;
+    a->pending--;
+    if (status != 0 || a->member == NULL) {
+        respond_error(a, c->ex, status == BL_ESHUTDOWN ? BL_ESHUTDOWN : BL_ENOLEADER,
+                      "leadership could not be confirmed for a read index");
+    } else {
+        /* Not the applied index (the barrier's own entry): a follower
+         * would wait for the barrier's commit to reach it, up to a
+         * heartbeat later. Everything before the barrier is enough. */
+        char body[64];
+        int n = snprintf(body, sizeof body, "{\"index\":%" PRIu64 "}",
+                         bl_member_barrier_index(a->member) - 1);
+        respond(a, c->ex, 200, "application/json", body, (size_t)n, NULL, 0);
+    }
+    call_free(c);
+}
+
+static void handle_read_index(struct bl_api *a, struct bl_http_exchange *ex)
+{
+    struct call *c;
+    int rv;
+
+    if (!bl_member_is_leader(a->member)) {
+        respond_error(a, ex, BL_ENOLEADER, "member %" PRIu64 " is not the leader",
+                      bl_member_id(a->member));
+        return;
+    }
+    c = call_new(a, ex, CALL_READINDEX);
+    if (c == NULL) {
+        return;
+    }
+    rv = bl_member_read_barrier(a->member, read_index_barrier_done, c);
+    if (rv != 0) {
+        respond_error(a, ex, rv == BL_ENOLEADER ? BL_ENOLEADER : rv, "read index: %s",
+                      bl_strerror(rv));
+        call_free(c);
+        return;
+    }
+    a->pending++;
+}
+
 static void handle_publish(struct bl_api *a, struct bl_http_exchange *ex)
 {
     struct bl_cmd cmd;
@@ -2713,6 +2805,10 @@ void bl_api_handle(struct bl_http_exchange *ex, void *arg)
         if (method_is(a, ex, HTTP_POST)) {
             handle_publish(a, ex);
         }
+    } else if (path_is(ex, "/v1/internal/readindex")) {
+        if (method_is(a, ex, HTTP_GET)) {
+            handle_read_index(a, ex);
+        }
     } else if (path_is(ex, "/metrics")) {
         if (ex->method == HTTP_GET || ex->method == HTTP_HEAD) {
             handle_metrics(a, ex);
@@ -2763,6 +2859,8 @@ void bl_api_member_stopped(struct bl_api *a)
         bl_member_on_timing(a->member, NULL, NULL);
     }
     a->member = NULL;
+    bl_readindex_close(a->ri);
+    a->ri = NULL;
     close_hub(a);
 }
 
@@ -2799,6 +2897,11 @@ int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
         return rv;
     }
     (void)bl_http_client_bind(a->client, cfg->listen_client); /* relay from our own address */
+    rv = bl_readindex_init(loop, member, a->client,
+                           (unsigned)(cfg->propose_timeout_ms + FORWARD_SLACK_MS), &a->ri);
+    if (rv != 0) {
+        a->ri = NULL; /* linearizable reads on followers are relayed instead */
+    }
     rv = bl_watch_hub_new(loop, member, &wo, &a->hub);
     if (rv != 0) {
         snprintf(errmsg, BL_ERRMSG_SIZE, "watch hub: %s", bl_strerror(rv));
@@ -2862,6 +2965,8 @@ void bl_api_close(struct bl_api *a, void (*cb)(void *arg), void *arg)
     }
     a->member = NULL;
     a->closing = true;
+    bl_readindex_close(a->ri); /* before the client, which fails its request */
+    a->ri = NULL;
     a->timers_open = 2;
     close_hub(a); /* before the server: its close waits for the watches' exchanges */
     park_timer_cb(&a->park_timer); /* answers every parked call: shutting down */

@@ -26,6 +26,7 @@
 #include "http_client.h"
 #include "member.h"
 #include "metrics.h"
+#include "readindex.h"
 #include "watch.h"
 
 struct bl_api {
@@ -34,7 +35,8 @@ struct bl_api {
     const struct bl_config *cfg;
     struct bl_http_server *http;
     struct bl_http_client *client;
-    struct bl_doc doc; /* scratch writer, reused by every reply */
+    struct bl_readindex *ri; /* follower linearizable reads (NULL: relayed) */
+    struct bl_doc doc;       /* scratch writer, reused by every reply */
     uv_timer_t publish_timer;
     uv_timer_t park_timer;
     struct call *parked;      /* requests waiting for a reachable leader */

@@ -246,6 +246,22 @@ START_TEST(write_through_follower_readable_everywhere)
         expect_range(c, m, "t1/", sorted, N, "serializable");
     }
 
+    /* The followers served those linearizable reads themselves, through a
+     * read index from the leader, instead of relaying each one. */
+    for (int m = 0; m < 3; m++) {
+        static const char served[] = "ballast_read_index_reads_total{outcome=\"served\"} ";
+        const char *at;
+        if (m == leader) {
+            continue;
+        }
+        ck_assert_int_eq(tc_http(tc_addr(c, m), "GET", "/metrics", NULL, 0, NULL, &r), 0);
+        at = r.body != NULL ? strstr(r.body, served) : NULL;
+        ck_assert_msg(at != NULL && strtoull(at + sizeof served - 1, NULL, 10) >= N,
+                      "%s served fewer than %d reads through a read index: %.200s",
+                      c->members[m].name, N, at != NULL ? at : "(no metric)");
+        tc_response_free(&r);
+    }
+
     tc_kv_target(target, sizeof target, e[5].key, strlen(e[5].key), NULL);
     ck_assert_msg(tc_http(tc_addr(c, other), "DELETE", target, NULL, 0, NULL, &r) == 0,
                   "DELETE: %s", r.error);
