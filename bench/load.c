@@ -235,7 +235,8 @@ struct member_result {
     bool leader;
     double cpu_s; /* -1 unknown */
     long rss_kib, hwm_kib;
-    int64_t disk_bytes; /* -1 unknown */
+    long anon_kib, file_kib; /* RssAnon, RssFile at the end */
+    int64_t disk_bytes;      /* -1 unknown */
 };
 
 struct result {
@@ -1267,6 +1268,7 @@ static void sample_end(void)
         m->pid = eng.sys->m[i].pid;
         m->cpu_s = cpu >= 0 && eng.cpu0[i] >= 0 ? cpu - eng.cpu0[i] : -1;
         loadsys_mem_kib(m->pid, &m->rss_kib, &m->hwm_kib);
+        loadsys_rss_split_kib(m->pid, &m->anon_kib, &m->file_kib);
         m->disk_bytes = eng.sys->started ? loadsys_du(eng.sys->m[i].dir) : -1;
         if (m->cpu_s < 0) {
             r->cpu_total = -1;
@@ -1718,6 +1720,15 @@ static long max_rss(const struct result *r)
     return m;
 }
 
+static long max_anon(const struct result *r)
+{
+    long m = -1;
+    for (int i = 0; i < r->n_members; i++) {
+        m = r->m[i].anon_kib > m ? r->m[i].anon_kib : m;
+    }
+    return m;
+}
+
 static int64_t total_disk(const struct result *r)
 {
     int64_t t = 0;
@@ -1756,8 +1767,8 @@ static void print_members(const struct result *r)
     if (r->n_members == 0) {
         return;
     }
-    printf("%-10s %8s %9s %12s %12s %12s\n", "member", "pid", "cpu-s", "VmRSS", "VmHWM",
-           "data dir");
+    printf("%-10s %8s %9s %12s %12s %12s %12s %12s\n", "member", "pid", "cpu-s", "VmRSS", "VmHWM",
+           "RssAnon", "RssFile", "data dir");
     for (int i = 0; i < r->n_members; i++) {
         const struct member_result *m = &r->m[i];
         char cpu[32], disk[32];
@@ -1771,8 +1782,10 @@ static void print_members(const struct result *r)
         } else {
             snprintf(disk, sizeof disk, "%.1f MiB", (double)m->disk_bytes / 1048576.0);
         }
-        printf("%-10s %8d %9s %12s %12s %12s\n", m->name, (int)m->pid, cpu,
-               fmt_kib(a, sizeof a, m->rss_kib), fmt_kib(b, sizeof b, m->hwm_kib), disk);
+        char c[32], d[32];
+        printf("%-10s %8d %9s %12s %12s %12s %12s %12s\n", m->name, (int)m->pid, cpu,
+               fmt_kib(a, sizeof a, m->rss_kib), fmt_kib(b, sizeof b, m->hwm_kib),
+               fmt_kib(c, sizeof c, m->anon_kib), fmt_kib(d, sizeof d, m->file_kib), disk);
     }
     if (r->cpu_total >= 0) {
         printf("%-10s %8s %9.2f   => %.3f member cpu-s per 1000 ops\n", "total", "", r->cpu_total,
@@ -1933,6 +1946,8 @@ static void print_table(const struct result *b, const struct result *e)
               max_hwm(e) < 0 ? -1 : (double)max_hwm(e) / 1024.0, "%.1f");
     table_row("RSS at end/member MiB", max_rss(b) < 0 ? -1 : (double)max_rss(b) / 1024.0,
               max_rss(e) < 0 ? -1 : (double)max_rss(e) / 1024.0, "%.1f");
+    table_row("RssAnon at end/member MiB", max_anon(b) < 0 ? -1 : (double)max_anon(b) / 1024.0,
+              max_anon(e) < 0 ? -1 : (double)max_anon(e) / 1024.0, "%.1f");
     table_row("generator cpu-s", b->gen_user_s + b->gen_sys_s, e->gen_user_s + e->gen_sys_s,
               "%.2f");
 }
@@ -1945,9 +1960,10 @@ static void print_rss_report(const struct result *r, uint64_t keys, double secs)
            secs > 0 ? (double)keys / secs : 0, r->preload_failed);
     print_members(r);
     printf("load-rss: system=%s keys=%" PRIu64 " key_size=%d value_size=%d rss_kib_max=%ld "
-           "hwm_kib_max=%ld disk_bytes=%" PRId64 " load_s=%.1f failed=%" PRIu64 "\n",
+           "hwm_kib_max=%ld anon_kib_max=%ld disk_bytes=%" PRId64 " load_s=%.1f failed=%" PRIu64
+           "\n",
            loadsys_name(r->system), keys, opt.key_size, opt.value_size, max_rss(r), max_hwm(r),
-           total_disk(r), secs, r->preload_failed);
+           max_anon(r), total_disk(r), secs, r->preload_failed);
     fflush(stdout);
 }
 
@@ -2513,6 +2529,8 @@ int main(int argc, char **argv)
                       (double)max_rss(e) / 1024.0, "%.1f");
             table_row("peak RSS/member MiB", (double)max_hwm(b) / 1024.0,
                       (double)max_hwm(e) / 1024.0, "%.1f");
+            table_row("RssAnon at end/member MiB", (double)max_anon(b) / 1024.0,
+                      (double)max_anon(e) / 1024.0, "%.1f");
             table_row("data dirs MiB", (double)total_disk(b) / 1048576.0,
                       (double)total_disk(e) / 1048576.0, "%.1f");
             table_row("load puts/s", ops_s(b), ops_s(e), "%.0f");

@@ -325,6 +325,31 @@ void loadsys_mem_kib(pid_t pid, long *rss_kib, long *hwm_kib)
     fclose(f);
 }
 
+void loadsys_rss_split_kib(pid_t pid, long *anon_kib, long *file_kib)
+{
+    char path[64], line[256];
+    FILE *f;
+
+    *anon_kib = -1;
+    *file_kib = -1;
+    if (pid <= 0) {
+        return;
+    }
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    if (f == NULL) {
+        return;
+    }
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "RssAnon:", 8) == 0) {
+            *anon_kib = strtol(line + 8, NULL, 10);
+        } else if (strncmp(line, "RssFile:", 8) == 0) {
+            *file_kib = strtol(line + 8, NULL, 10);
+        }
+    }
+    fclose(f);
+}
+
 static int64_t du_total;
 
 static int du_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)

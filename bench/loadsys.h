@@ -101,6 +101,11 @@ double loadsys_cpu_s(pid_t pid);
 /* VmRSS and VmHWM of process @pid in KiB (-1 each when unknown). */
 void loadsys_mem_kib(pid_t pid, long *rss_kib, long *hwm_kib);
 
+/* RssAnon (heap, stacks: what the process itself holds) and RssFile (file
+ * pages it has mapped, e.g. LMDB's or bbolt's memory map, which the kernel
+ * may drop and read back) of @pid in KiB, -1 when unknown. */
+void loadsys_rss_split_kib(pid_t pid, long *anon_kib, long *file_kib);
+
 /* Bytes allocated on disk under @dir (st_blocks, like du), -1 on error. */
 int64_t loadsys_du(const char *dir);
 

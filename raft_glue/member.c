@@ -53,7 +53,13 @@
 #include "segcheck.h"
 #include "transport.h"
 
-#define WATCH_INTERVAL_MS          50
+#define WATCH_INTERVAL_MS 50
+/* canonical/raft keeps every log entry since the last snapshot (and the
+ * trailing ones) in memory, and a threshold counts entries, not bytes: with
+ * group commit an entry holds many writes, so the threshold is lowered to
+ * keep about LOG_MEMORY_BUDGET bytes of log (adapt_snapshot_threshold()). */
+#define LOG_MEMORY_BUDGET          (64U << 20)
+#define MIN_SNAPSHOT_THRESH        256
 #define DEFAULT_SNAPSHOT_THRESHOLD 8192
 #define DEFAULT_SNAPSHOT_TRAILING  2048
 #define DEFAULT_PROPOSE_TIMEOUT_MS 10000
@@ -191,7 +197,10 @@ struct bl_member {
     bool promoting; /* the pending change is an automatic promotion */
     bool auto_promote;
     bool restored; /* DIR/restored: snapshot at once (see bl_member_start) */
-    unsigned snapshot_threshold, snapshot_trailing;
+    unsigned snapshot_threshold, snapshot_trailing; /* configured */
+    unsigned eff_threshold, eff_trailing;           /* in use (adapt_snapshot_threshold) */
+    uint64_t appended_bytes, appended_entries;      /* since the last adaptation */
+    uint64_t adapted_at;                            /* uv_now() of the last one */
     char change_name[256];
 
     struct raft_transfer transfer;
@@ -1180,6 +1189,38 @@ int bl_member_lease_remaining(struct bl_member *m, uint64_t id, uint64_t *remain
 
 /* ---- the watch timer --------------------------------------------------------------- */
 
+/* Every second: from the mean size of the entries appended meanwhile, the
+ * snapshot threshold (and trailing) that keep about LOG_MEMORY_BUDGET bytes
+ * of log in memory, never above the configured values. */
+static void adapt_snapshot_threshold(struct bl_member *m)
+{
+    uint64_t now = uv_now(m->loop), mean, thresh, trail;
+
+    if (now - m->adapted_at < 1000 || m->restored) {
+        return;
+    }
+    m->adapted_at = now;
+    if (m->appended_entries < 16) {
+        return; /* too few to say: keep what is in use */
+    }
+    mean = m->appended_bytes / m->appended_entries;
+    m->appended_bytes = m->appended_entries = 0;
+    thresh = mean > 0 ? LOG_MEMORY_BUDGET / mean : m->snapshot_threshold;
+    thresh = thresh < MIN_SNAPSHOT_THRESH ? MIN_SNAPSHOT_THRESH : thresh;
+    thresh = thresh > m->snapshot_threshold ? m->snapshot_threshold : thresh;
+    trail = m->snapshot_trailing * thresh / m->snapshot_threshold;
+    if (thresh != m->eff_threshold || trail != m->eff_trailing) {
+        BL_DEBUG("member %" PRIu64 ": entries of %" PRIu64
+                 " bytes on average: snapshot every %" PRIu64 " entries, keeping %" PRIu64
+                 " behind",
+                 m->id, mean, thresh, trail);
+        m->eff_threshold = (unsigned)thresh;
+        m->eff_trailing = (unsigned)trail;
+        raft_set_snapshot_threshold(&m->raft, m->eff_threshold);
+        raft_set_snapshot_trailing(&m->raft, m->eff_trailing);
+    }
+}
+
 static void watch_cb(uv_timer_t *t)
 {
     struct bl_member *m = t->data;
@@ -1233,11 +1274,12 @@ static void watch_cb(uv_timer_t *t)
         snprintf(path, sizeof path, "%s/restored", m->data_dir);
         unlink(path);
         m->restored = false;
-        raft_set_snapshot_threshold(&m->raft, m->snapshot_threshold);
-        raft_set_snapshot_trailing(&m->raft, m->snapshot_trailing);
+        raft_set_snapshot_threshold(&m->raft, m->eff_threshold);
+        raft_set_snapshot_trailing(&m->raft, m->eff_trailing);
         BL_INFO("member %" PRIu64 ": first snapshot after the restore taken (index %llu)", m->id,
                 m->raft.log.snapshot.last_index);
     }
+    adapt_snapshot_threshold(m);
     maybe_publish_self(m);
     maybe_promote(m);
     tick_leases(m);
@@ -1894,6 +1936,10 @@ static int wrapped_append(struct raft_io *io, struct raft_io_append *req,
     int rv;
 
     BL_CRASH_POINT(BL_CRASH_RAFT_APPEND_BEFORE);
+    for (unsigned i = 0; i < n; i++) {
+        m->appended_bytes += entries[i].buf.len;
+    }
+    m->appended_entries += n;
     w = malloc(sizeof *w);
     if (w == NULL) {
         return RAFT_NOMEM;
@@ -2300,6 +2346,8 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
         cfg->snapshot_threshold ? cfg->snapshot_threshold : DEFAULT_SNAPSHOT_THRESHOLD;
     m->snapshot_trailing =
         cfg->snapshot_trailing ? cfg->snapshot_trailing : DEFAULT_SNAPSHOT_TRAILING;
+    m->eff_threshold = m->snapshot_threshold;
+    m->eff_trailing = m->snapshot_trailing;
     if (m->restored) {
         /* Restored from a backup: the data is in the store but in no log
          * entry, so members that join must get it by InstallSnapshot. Take
