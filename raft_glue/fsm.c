@@ -9,6 +9,7 @@
 #include "fsm.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,54 +165,77 @@ static uint64_t get_le64(const uint8_t *p)
     return v;
 }
 
-/* Runs on a libuv worker thread: copy the store into one raft buffer. */
+/* A scratch file for a snapshot image: unlinked from the start, in
+ * @dir (the data dir: a disk, not memory). -1 on error. */
+static int scratch_file(const char *dir)
+{
+    char path[4200];
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)) {
+        return fd;
+    }
+    snprintf(path, sizeof path, "%s/.snapshot-XXXXXX", dir); /* no O_TMPFILE here */
+    fd = mkostemp(path, O_CLOEXEC);
+    if (fd >= 0) {
+        unlink(path);
+    }
+    return fd;
+}
+
+/* Runs on a libuv worker thread: copy the store into one raft buffer, the
+ * header and the LMDB image in a scratch file of the data dir, mapped
+ * read-only. So the snapshot costs page cache the kernel can reclaim, not
+ * process memory the size of the store (canonical/raft 0.15 keeps the
+ * buffer until it has written the snapshot; the member turns raft's
+ * snapshot compression off, which would make a compressed copy in memory).
+ * fsm_snapshot_finalize() unmaps it. */
 static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct bl_fsm *f = fsm_of(fsm);
+    uint8_t header[BL_SNAP_HEADER] = {0};
     struct raft_buffer *b = NULL;
     struct stat st;
-    uint8_t *data = NULL;
-    size_t off;
+    void *map;
     int fd, rv;
 
-    fd = memfd_create("ballast-snapshot", MFD_CLOEXEC);
+    fd = scratch_file(f->scratch_dir != NULL ? f->scratch_dir : "/tmp");
     if (fd < 0) {
-        return RAFT_IOERR;
+        return errno == ENOSPC ? RAFT_NOSPACE : RAFT_IOERR;
+    }
+    if (write(fd, header, sizeof header) != (ssize_t)sizeof header) {
+        rv = RAFT_IOERR;
+        goto out;
     }
     rv = bl_store_copy_to_fd(f->store, fd);
-    if (rv != 0 || fstat(fd, &st) != 0) {
+    if (rv != 0 || fstat(fd, &st) != 0 || (size_t)st.st_size < BL_SNAP_HEADER) {
         rv = rv != 0 ? to_raft(rv) : RAFT_IOERR;
         goto out;
     }
+    memcpy(header, BL_SNAP_MAGIC, 8);
+    put_le64(header + 8, f->snap_applied);
+    put_le64(header + 16, (uint64_t)st.st_size - BL_SNAP_HEADER);
+    if (pwrite(fd, header, sizeof header, 0) != (ssize_t)sizeof header) {
+        rv = RAFT_IOERR;
+        goto out;
+    }
     b = raft_malloc(sizeof *b);
-    data = raft_malloc(BL_SNAP_HEADER + (size_t)st.st_size);
-    if (b == NULL || data == NULL) {
+    if (b == NULL) {
         rv = RAFT_NOMEM;
         goto out;
     }
-    memset(data, 0, BL_SNAP_HEADER);
-    memcpy(data, BL_SNAP_MAGIC, 8);
-    put_le64(data + 8, f->snap_applied);
-    put_le64(data + 16, (uint64_t)st.st_size);
-    for (off = 0; off < (size_t)st.st_size;) {
-        ssize_t n = pread(fd, data + BL_SNAP_HEADER + off, (size_t)st.st_size - off, (off_t)off);
-        if (n <= 0) {
-            rv = RAFT_IOERR;
-            goto out;
-        }
-        off += (size_t)n;
+    map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+        raft_free(b);
+        rv = RAFT_NOMEM;
+        goto out;
     }
-    b->base = data;
-    b->len = BL_SNAP_HEADER + (size_t)st.st_size;
+    b->base = map;
+    b->len = (size_t)st.st_size;
     *bufs = b;
     *n_bufs = 1;
-    data = NULL;
-    b = NULL;
     rv = 0;
 out:
-    raft_free(data);
-    raft_free(b);
-    close(fd);
+    close(fd); /* the mapping keeps the file */
     return rv;
 }
 
@@ -220,7 +244,7 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
     struct bl_fsm *f = fsm_of(fsm);
     if (*bufs != NULL) {
         for (unsigned i = 0; i < *n_bufs; i++) {
-            raft_free((*bufs)[i].base);
+            munmap((*bufs)[i].base, (*bufs)[i].len); /* mapped by fsm_snapshot_async */
         }
         raft_free(*bufs);
         BL_CRASH_POINT(BL_CRASH_SNAPSHOT_TAKE_AFTER);

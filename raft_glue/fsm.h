@@ -13,7 +13,8 @@
  * thread and copies the whole LMDB environment (compacted, from an LMDB read
  * snapshot, so writes go on meanwhile) into one buffer:
  *   [8 bytes "BLSNAP1\0"][u64 applied_index][u64 image_len][u64 0][image]
- * (little endian). The image may include entries applied after the noted
+ * (little endian), staged in an unlinked file of scratch_dir and mapped
+ * (page cache, not process memory). The image may include entries applied after the noted
  * index: that is harmless, because apply skips entries at or below the
  * store's own applied index. restore replaces the store with the image,
  * unless the store already holds that index or later (a restart loading its
@@ -33,6 +34,7 @@ struct bl_fsm {
     struct raft_fsm fsm; /* the vtable handed to raft_init() */
     struct raft *raft;   /* set before raft_start(); for the entry index */
     struct bl_store *store;
+    const char *scratch_dir; /* where snapshot images are staged (the data dir) */
     struct bl_applier applier;
     struct bl_apply_result last; /* result of the last applied command */
     /* A batch entry (command.h): its decoded commands and their results

@@ -2272,6 +2272,7 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     }
     bl_fsm_init(&m->fsm, m->store);
     m->fsm.raft = &m->raft;
+    m->fsm.scratch_dir = m->data_dir;
     m->fsm.on_apply = fsm_applied;
     m->fsm.on_restore = fsm_restored;
     m->fsm.hook_arg = m;
@@ -2312,6 +2313,8 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     }
     /* A corrupt segment must stop the member, not shorten its log. */
     raft_uv_set_auto_recovery(&m->io, false);
+    /* Compression would copy each snapshot into memory (see fsm.c). */
+    raft_uv_set_snapshot_compression(&m->io, false);
     m->io.version = 2;
     m->io.async_work = io_async_work;
     m->uv_append = m->io.append;
