@@ -186,9 +186,10 @@ static int scratch_file(const char *dir)
  * header and the LMDB image in a scratch file of the data dir, mapped
  * read-only. So the snapshot costs page cache the kernel can reclaim, not
  * process memory the size of the store (canonical/raft 0.15 keeps the
- * buffer until it has written the snapshot; the member turns raft's
- * snapshot compression off, which would make a compressed copy in memory).
- * fsm_snapshot_finalize() unmaps it. */
+ * buffer until it has written the snapshot; its LZ4 compression, left on,
+ * still holds the compressed copy in memory meanwhile: a fraction of the
+ * store for compressible data, and the snapshot files on disk shrink by
+ * the same). fsm_snapshot_finalize() unmaps it. */
 static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct bl_fsm *f = fsm_of(fsm);

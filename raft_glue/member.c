@@ -2313,8 +2313,6 @@ int bl_member_start(uv_loop_t *loop, const struct bl_member_config *cfg, struct 
     }
     /* A corrupt segment must stop the member, not shorten its log. */
     raft_uv_set_auto_recovery(&m->io, false);
-    /* Compression would copy each snapshot into memory (see fsm.c). */
-    raft_uv_set_snapshot_compression(&m->io, false);
     m->io.version = 2;
     m->io.async_work = io_async_work;
     m->uv_append = m->io.append;
