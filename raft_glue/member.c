@@ -60,8 +60,8 @@
  * keep about LOG_MEMORY_BUDGET bytes of log (adapt_snapshot_threshold()). */
 #define LOG_MEMORY_BUDGET          (64U << 20)
 #define MIN_SNAPSHOT_THRESH        256
-#define DEFAULT_SNAPSHOT_THRESHOLD 8192
-#define DEFAULT_SNAPSHOT_TRAILING  2048
+#define DEFAULT_SNAPSHOT_THRESHOLD 65536
+#define DEFAULT_SNAPSHOT_TRAILING  8192
 #define DEFAULT_PROPOSE_TIMEOUT_MS 10000
 /* canonical/raft 0.15 drops an InstallSnapshot that arrives while the
  * follower takes its own snapshot, without answering; the leader resends it
