@@ -12,7 +12,7 @@
  * fit, one uv_write(). The response is parsed by http-parser as it arrives
  * (Content-Length, chunked, or read-until-EOF bodies), with headers and body
  * gathered in the request. When it is complete the connection goes back to
- * the pool if both sides allow keep-alive (at most CLIENT_MAX_IDLE per
+ * the pool if both sides allow keep-alive (at most max_idle per
  * destination), and then the callback runs once with the response.
  *
  * Idle connections keep reading: anything from the peer on an idle
@@ -72,7 +72,6 @@
 
 #include "error.h"
 
-#define CLIENT_MAX_IDLE         256         /* idle connections kept per destination */
 #define CLIENT_MAX_BODY         (64u << 20) /* largest response body accepted */
 #define CLIENT_MAX_HEADER_BYTES (64u << 10) /* largest response header section */
 #define CLIENT_READ_SIZE        65536       /* read buffer of each connection */
@@ -98,6 +97,7 @@ struct bl_http_client {
     struct sockaddr_in src;             /* IPv4 source of new connections */
     bool has_src;                       /* set by bl_http_client_bind() */
     unsigned n_closing;                 /* close callbacks still to come */
+    unsigned max_idle;                  /* pooled connections per destination */
     bool closing;
 };
 
@@ -192,6 +192,7 @@ int bl_http_client_init(uv_loop_t *loop, struct bl_http_client **out)
         return BL_ENOMEM;
     }
     c->loop = loop;
+    c->max_idle = BL_HTTP_CLIENT_MAX_IDLE;
     rv = uv_timer_init(loop, &c->sweep);
     if (rv != 0) {
         free(c);
@@ -200,6 +201,11 @@ int bl_http_client_init(uv_loop_t *loop, struct bl_http_client **out)
     uv_unref((uv_handle_t *)&c->sweep);
     *out = c;
     return BL_OK;
+}
+
+void bl_http_client_set_max_idle(struct bl_http_client *c, unsigned n)
+{
+    c->max_idle = n;
 }
 
 int bl_http_client_bind(struct bl_http_client *c, const char *listen)
@@ -310,7 +316,7 @@ static void pool_put(struct conn *k)
     for (struct conn *i = c->idle_head; i != NULL; i = i->next) {
         same += strcmp(i->dest, k->dest) == 0;
     }
-    if (c->closing || same >= CLIENT_MAX_IDLE) {
+    if (c->closing || same >= c->max_idle) {
         conn_close(k);
         return;
     }

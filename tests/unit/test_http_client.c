@@ -828,7 +828,8 @@ START_TEST(test_pool_limit)
     unsigned eight = 8;
     unsigned ten = 10;
 
-    srv.mode = M_SILENT; /* hold all ten requests until the server answers */
+    bl_http_client_set_max_idle(client, 8); /* the default is 256: more than this test opens */
+    srv.mode = M_SILENT;                    /* hold all ten requests until the server answers */
     memset(res, 0, sizeof res);
     for (int i = 0; i < 10; i++) {
         ck_assert_int_eq(bl_http_client_request(client, dest, "GET", "/p", 2, NULL, 0, NULL, 0,
