@@ -38,7 +38,12 @@ struct bl_txn;
 struct bl_store_opts {
     size_t map_size; /* LMDB map size in bytes (the store's size limit) */
     bool no_sync;    /* commit without fsync (the Raft log is the durable record);
-                        see bl_store_discarded() for what happens after a reboot */
+                        see bl_store_discarded() for what happens after a reboot.
+                        Also MDB_WRITEMAP: commits write into the memory map, and
+                        the data file is sparse and as large as map_size. A full
+                        file system then shows as SIGBUS when a page of the map
+                        cannot get a block, not as an error (ballastd turns that
+                        into exit 1: server/main.c) */
 };
 
 /* One stored key with its metadata. */

@@ -320,15 +320,34 @@ static int port_of(const char *host_port)
     return colon != NULL ? atoi(colon + 1) : -1;
 }
 
+/* The store writes into its memory map (MDB_WRITEMAP, store.h): a page
+ * that cannot get a disk block (the file system is full, or failing) is
+ * SIGBUS, not an error code. Exit 1 then, as for a failed log append: every
+ * acknowledged write is in the synced Raft log, the store's last commit is
+ * whole (LMDB's meta page is written last), and the supervisor restarts the
+ * member, which refuses to start on a full file system. */
+static void sigbus_handler(int sig)
+{
+    static const char msg[] = "ballastd: SIGBUS writing the memory-mapped store: its file "
+                              "system is full or failing; exiting with status 1\n";
+    (void)sig;
+    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+    _exit(1);
+}
+
 int main(int argc, char **argv)
 {
     struct daemon d;
     struct bl_member_config *mc;
     char errmsg[BL_ERRMSG_SIZE] = "";
+    struct sigaction sa;
     int level, rv;
 
     memset(&d, 0, sizeof d);
     signal(SIGPIPE, SIG_IGN);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = sigbus_handler;
+    sigaction(SIGBUS, &sa, NULL);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
     if (bl_config_load(&d.cfg, argc, argv, errmsg) != 0) {
         fprintf(stderr, "ballastd: %s\n", errmsg);
