@@ -14,10 +14,13 @@
  * timeout) is 504 timeout, never an error that claims nothing happened. */
 #include "api.h"
 
+#include "fmt.h"
+
 #include "txn.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,9 +320,9 @@ static unsigned standard_headers(void *arg, struct bl_http_header *out, unsigned
     if (a->member != NULL) {
         bl_member_indexes(a->member, &t, &i, &r);
     }
-    snprintf(a->hdr_rev, sizeof a->hdr_rev, "%" PRIu64, r);
-    snprintf(a->hdr_term, sizeof a->hdr_term, "%" PRIu64, t);
-    snprintf(a->hdr_index, sizeof a->hdr_index, "%" PRIu64, i);
+    bl_fmt_u64(a->hdr_rev, r);
+    bl_fmt_u64(a->hdr_term, t);
+    bl_fmt_u64(a->hdr_index, i);
     out[0] = header("X-Ballast-Revision", a->hdr_rev);
     out[1] = header("X-Ballast-Raft-Term", a->hdr_term);
     out[2] = header("X-Ballast-Raft-Index", a->hdr_index);
@@ -418,9 +421,23 @@ static void method_not_allowed(struct bl_api *a, struct bl_http_exchange *ex, co
                     http_method_str((enum http_method)ex->method), allow);
 }
 
+/* Calls are ~8.5 KB (two key buffers). Zeroing a fresh one per request was
+ * 18% of a member's instructions (callgrind, bench/RESULTS.md), so finished
+ * calls are kept for reuse (up to CALL_CACHE) and only their fields before
+ * the key buffers are cleared: the buffers are read only up to key_len and
+ * after_len, which are among those fields. */
+#define CALL_CACHE 256
+
 static void call_free(struct call *c)
 {
+    struct bl_api *a = c->a;
     bl_txn_parsed_free(c->txn);
+    if (a != NULL && a->n_spare_calls < CALL_CACHE) {
+        c->park_next = a->spare_calls;
+        a->spare_calls = c;
+        a->n_spare_calls++;
+        return;
+    }
     free(c);
 }
 
@@ -1223,11 +1240,15 @@ static int parse_kv(struct call *c)
 
 static struct call *call_new(struct bl_api *a, struct bl_http_exchange *ex, int kind)
 {
-    struct call *c = calloc(1, sizeof *c);
-    if (c == NULL) {
+    struct call *c = a->spare_calls;
+    if (c != NULL) {
+        a->spare_calls = c->park_next;
+        a->n_spare_calls--;
+    } else if ((c = malloc(sizeof *c)) == NULL) {
         respond_error(a, ex, BL_ENOMEM, "out of memory");
         return NULL;
     }
+    memset(c, 0, offsetof(struct call, key));
     c->a = a;
     c->ex = ex;
     c->kind = kind;
@@ -2932,6 +2953,12 @@ int bl_api_start(struct bl_api *a, uv_loop_t *loop, struct bl_member *member,
 static void api_closed(void *arg)
 {
     struct bl_api *a = arg;
+    while (a->spare_calls != NULL) {
+        struct call *c = a->spare_calls;
+        a->spare_calls = c->park_next;
+        free(c);
+    }
+    a->n_spare_calls = 0;
     bl_doc_free(&a->doc);
     metrics_free(a);
     if (a->close_cb != NULL) {

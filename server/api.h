@@ -35,8 +35,10 @@ struct bl_api {
     const struct bl_config *cfg;
     struct bl_http_server *http;
     struct bl_http_client *client;
-    struct bl_readindex *ri; /* follower linearizable reads (NULL: relayed) */
-    struct bl_doc doc;       /* scratch writer, reused by every reply */
+    struct bl_readindex *ri;  /* follower linearizable reads (NULL: relayed) */
+    struct call *spare_calls; /* finished calls kept for reuse (api.c call_new) */
+    unsigned n_spare_calls;
+    struct bl_doc doc; /* scratch writer, reused by every reply */
     uv_timer_t publish_timer;
     uv_timer_t park_timer;
     struct call *parked;      /* requests waiting for a reachable leader */

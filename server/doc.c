@@ -34,6 +34,8 @@
  * caller memory and allocate nothing. */
 #include "doc.h"
 
+#include "fmt.h"
+
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -420,22 +422,11 @@ void bl_doc_key(struct bl_doc *d, const char *name)
     }
 }
 
-/* Decimal digits of @v into the end of @buf; returns the first digit. */
-static char *utoa(uint64_t v, char *end)
-{
-    char *p = end;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return p;
-}
-
 static void write_uint(struct bl_doc *d, uint64_t v)
 {
     if (d->format == BL_DOC_JSON) {
         char buf[20];
-        char *p = utoa(v, buf + sizeof buf);
+        char *p = bl_utoa(v, buf + sizeof buf);
         put(d, p, (size_t)(buf + sizeof buf - p));
     } else if (v <= 0x7f) {
         put_byte(d, (uint8_t)v);
@@ -470,7 +461,7 @@ void bl_doc_int(struct bl_doc *d, int64_t v)
     } else if (d->format == BL_DOC_JSON) {
         char buf[21];
         /* Negate in unsigned arithmetic: INT64_MIN has no positive twin. */
-        char *p = utoa(0 - (uint64_t)v, buf + sizeof buf);
+        char *p = bl_utoa(0 - (uint64_t)v, buf + sizeof buf);
         *--p = '-';
         put(d, p, (size_t)(buf + sizeof buf - p));
     } else if (v >= -32) {

@@ -58,6 +58,8 @@
 
 #include "http.h"
 
+#include "fmt.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <http_parser.h>
@@ -465,16 +467,24 @@ static int ex_put_head(struct exchange *ex, int status, const struct bl_http_hea
     unsigned i;
     int rv = 0;
 
-    snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status, reason(status),
-             server_date(ex->conn->srv));
+    /* No snprintf here: it was a good part of a small reply's cost. */
+    bl_fmt_u64(line, (uint64_t)status);
+    rv |= buf_puts(b, "HTTP/1.1 ");
     rv |= buf_puts(b, line);
+    rv |= buf_puts(b, " ");
+    rv |= buf_puts(b, reason(status));
+    rv |= buf_puts(b, "\r\nDate: ");
+    rv |= buf_puts(b, server_date(ex->conn->srv));
+    rv |= buf_puts(b, "\r\n");
     if (content_length == SIZE_MAX) {
         if (ex->chunked) {
             rv |= buf_puts(b, "Transfer-Encoding: chunked\r\n");
         }
     } else if (status != 204 && status != 304 && status >= 200) {
-        snprintf(line, sizeof line, "Content-Length: %zu\r\n", content_length);
+        bl_fmt_u64(line, (uint64_t)content_length);
+        rv |= buf_puts(b, "Content-Length: ");
         rv |= buf_puts(b, line);
+        rv |= buf_puts(b, "\r\n");
     }
     rv |= buf_puts(b, ex->pub.keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
     for (i = 0; i < n; i++) {
