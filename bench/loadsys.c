@@ -300,13 +300,16 @@ double loadsys_cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-void loadsys_mem_kib(pid_t pid, long *rss_kib, long *hwm_kib)
+/* The fields of /proc/PID/status named @names (each "Name:"), in KiB, into
+ * @out (-1 each when unknown). */
+static void status_kib(pid_t pid, const char *const *names, long *const *out, int n)
 {
     char path[64], line[256];
     FILE *f;
 
-    *rss_kib = -1;
-    *hwm_kib = -1;
+    for (int i = 0; i < n; i++) {
+        *out[i] = -1;
+    }
     if (pid <= 0) {
         return;
     }
@@ -316,38 +319,28 @@ void loadsys_mem_kib(pid_t pid, long *rss_kib, long *hwm_kib)
         return;
     }
     while (fgets(line, sizeof line, f) != NULL) {
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            *rss_kib = strtol(line + 6, NULL, 10);
-        } else if (strncmp(line, "VmHWM:", 6) == 0) {
-            *hwm_kib = strtol(line + 6, NULL, 10);
+        for (int i = 0; i < n; i++) {
+            size_t len = strlen(names[i]);
+            if (strncmp(line, names[i], len) == 0) {
+                *out[i] = strtol(line + len, NULL, 10);
+            }
         }
     }
     fclose(f);
 }
 
+void loadsys_mem_kib(pid_t pid, long *rss_kib, long *hwm_kib)
+{
+    static const char *const names[] = {"VmRSS:", "VmHWM:"};
+    long *const out[] = {rss_kib, hwm_kib};
+    status_kib(pid, names, out, 2);
+}
+
 void loadsys_rss_split_kib(pid_t pid, long *anon_kib, long *file_kib)
 {
-    char path[64], line[256];
-    FILE *f;
-
-    *anon_kib = -1;
-    *file_kib = -1;
-    if (pid <= 0) {
-        return;
-    }
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    f = fopen(path, "r");
-    if (f == NULL) {
-        return;
-    }
-    while (fgets(line, sizeof line, f) != NULL) {
-        if (strncmp(line, "RssAnon:", 8) == 0) {
-            *anon_kib = strtol(line + 8, NULL, 10);
-        } else if (strncmp(line, "RssFile:", 8) == 0) {
-            *file_kib = strtol(line + 8, NULL, 10);
-        }
-    }
-    fclose(f);
+    static const char *const names[] = {"RssAnon:", "RssFile:"};
+    long *const out[] = {anon_kib, file_kib};
+    status_kib(pid, names, out, 2);
 }
 
 static int64_t du_total;
