@@ -61,6 +61,7 @@ enum call_kind {
     CALL_LEASE_GET,
     CALL_LEASE_LIST,
     CALL_READINDEX,
+    CALL_RELAY, /* a members or leader request: only ever relayed by the KV machinery */
 };
 
 /* One request that waits on Raft or on the leader. */
@@ -1598,6 +1599,19 @@ static void run_call(struct call *c)
     case CALL_GET:
         kv_read(c);
         break;
+    case CALL_RELAY:
+        /* A members or leader request parked while no leader was known:
+         * relay it now, or, if this member leads meanwhile, handle it here
+         * as if it arrived now. */
+        if (bl_member_is_leader(c->a->member)) {
+            struct bl_api *a = c->a;
+            struct bl_http_exchange *ex = c->ex;
+            call_free(c);
+            bl_api_handle(ex, a);
+        } else {
+            forward(c);
+        }
+        break;
     case CALL_LEASE_KEEPALIVE:
     case CALL_LEASE_GET:
         lease_local(c);
@@ -2072,6 +2086,7 @@ static struct member_call *member_call_new(struct bl_api *a, struct bl_http_exch
     }
     mc->base.a = a;
     mc->base.ex = ex;
+    mc->base.kind = CALL_RELAY;
     mc->base.format = want_format(ex);
     mc->member = a->member;
     mc->op = op;
@@ -2457,6 +2472,7 @@ static void handle_snapshot(struct bl_api *a, struct bl_http_exchange *ex)
     }
     sc->base.a = a;
     sc->base.ex = ex;
+    sc->base.kind = CALL_RELAY;
     sc->base.format = want_format(ex);
     sc->fd = mkstemp(path);
     if (sc->fd < 0) {
@@ -2637,6 +2653,7 @@ static void handle_leader(struct bl_api *a, struct bl_http_exchange *ex)
     }
     lc->base.a = a;
     lc->base.ex = ex;
+    lc->base.kind = CALL_RELAY;
     lc->base.format = want_format(ex);
     lc->member = a->member;
     lc->to = to;

@@ -1161,6 +1161,34 @@ START_TEST(uncommitted_removal_rolled_back_after_compaction)
 }
 END_TEST
 
+/* A members request that reaches a follower while its leader is gone is
+ * parked until a leader is known, then relayed. Regression: a parked
+ * members request was re-run as a KV read (its kind was never set), which
+ * the read index path then answered 400 "get: bad request" (found by the
+ * nemesis: a wiped member could not rejoin through a member that was
+ * electing). */
+START_TEST(members_request_parked_during_election_is_relayed)
+{
+    static const char body[] =
+        "{\"name\":\"extra\",\"peer_url\":\"127.0.0.1:1\",\"client_url\":\"127.0.0.1:2\"}";
+    static const char *const json[] = {"Content-Type: application/json", NULL};
+    struct tc_cluster *c = tc_cluster_start(3);
+    int leader = tc_wait_stable(c, START_TIMEOUT_MS), follower = (leader + 1) % 3;
+    struct tc_response r;
+
+    tc_member_kill(c, leader, SIGKILL);
+    ck_assert_int_eq(tc_http_ex(tc_addr(c, follower), 20000, "POST", "/v1/members", body,
+                                sizeof body - 1, json, &r),
+                     0);
+    ck_assert_msg(r.status == 201, "POST /v1/members during an election: %d %.300s", r.status,
+                  r.body);
+    tc_response_free(&r);
+    tc_member_restart(c, leader);
+    tc_wait_stable(c, START_TIMEOUT_MS);
+    tc_cluster_stop(c);
+}
+END_TEST
+
 static Suite *cluster_suite(void)
 {
     Suite *s = suite_create("cluster");
@@ -1181,6 +1209,8 @@ static Suite *cluster_suite(void)
     tc_add_case(s, "leader_transfer_on_demand", leader_transfer_on_demand, 120);
     tc_add_case(s, "concurrent_writes_share_raft_entries", concurrent_writes_share_raft_entries,
                 120);
+    tc_add_case(s, "members_request_parked_during_election_is_relayed",
+                members_request_parked_during_election_is_relayed, 120);
     tc_add_case(s, "uncommitted_removal_rolled_back_after_compaction",
                 uncommitted_removal_rolled_back_after_compaction, 120);
     return s;
